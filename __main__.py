@@ -1,0 +1,14 @@
+"""pi-ha-lb: wiring only. Settings are validated before any resource is declared."""
+
+import pulumi
+
+from components.cluster import deploy
+from components.host import local_ssh_dir
+from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, load
+
+config = pulumi.Config(CONFIG_NAMESPACE)
+settings = load(config.get_object, config.get)
+secrets = {key: config.require_secret(key) for key in SECRET_KEYS}
+outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()))
+for key, value in outputs.items():
+    pulumi.export(key, value)

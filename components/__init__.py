@@ -1,0 +1,1 @@
+"""pi-ha-lb: settings → rendering → Pulumi components for a Raspberry Pi HA web entry point."""

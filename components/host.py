@@ -1,0 +1,126 @@
+"""HostPreparation: the paper's `install` role, and the Docker provider for that host's own daemon."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+
+from components import render
+from components.remote import remote_script
+from components.settings import Cluster, Host
+
+
+class HostPreparationArgs:
+    """Inputs of one host's preparation."""
+
+    cluster: Cluster
+    """The validated stack settings (platform, SSH defaults, package policy)."""
+    host: Host
+    """The Pi being prepared."""
+    user: str
+    """SSH login user, also the user given passwordless sudo and the docker group."""
+    port: int
+    """SSH port."""
+    host_key: str
+    """The host's pinned SSH public key ("type base64"): a different key refuses the connection."""
+    private_key: pulumi.Input[str]
+    """The SSH private key, a Pulumi secret."""
+    ssh_dir: Path
+    """Local directory holding the key file and known_hosts the Docker provider's ssh client uses."""
+
+    def __init__(self, cluster, host, user, port, host_key, private_key, ssh_dir):
+        self.cluster, self.host, self.user, self.port = cluster, host, user, port
+        self.host_key, self.private_key, self.ssh_dir = host_key, private_key, ssh_dir
+
+
+def local_ssh_dir(project: str, stack: str) -> Path:
+    """Where the Docker provider's ssh client finds its key and known_hosts (override: PIHALB_SSH_DIR)."""
+    base = os.environ.get("PIHALB_SSH_DIR") or str(Path.home() / ".pihalb")
+    return Path(base) / f"{project}-{stack}"
+
+
+def _write_private(path: Path, content: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content if content.endswith("\n") else content + "\n")
+    return str(path)
+
+
+def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
+    """ssh options for `ssh://`: our key only, the pinned host key only, no prompts.
+
+    The Docker provider runs the local `ssh` client, which cannot take a key as a value, so the secret
+    key is written to a 0600 file; the file name, not the key, is what reaches the provider.
+    """
+    key_file = args.ssh_dir / "id_pihalb"
+    known_hosts = args.ssh_dir / f"known_hosts_{args.host.name}"
+    entry = f"[{args.host.address}]:{args.port} {args.host_key}\n"
+    _write_private(known_hosts, entry)
+    written = pulumi.Output.from_input(args.private_key).apply(lambda key: _write_private(key_file, key))
+    return pulumi.Output.unsecret(written).apply(
+        lambda key_path: [
+            "-i",
+            key_path,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            f"ConnectTimeout={args.cluster.ssh.connect_timeout}",
+        ]
+    )
+
+
+class HostPreparation(pulumi.ComponentResource):
+    """Connectivity check, then sudoers drop-in, packages and Docker; then a provider for its daemon."""
+
+    connection: command.remote.ConnectionArgs
+    """How every remote command reaches this host."""
+    ready: command.remote.Command
+    """The last preparation step: every later step on this host depends on it."""
+    docker_provider: docker.Provider
+    """The Docker provider bound to this host's own daemon over ssh://."""
+
+    def __init__(self, name: str, args: HostPreparationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pihalb:index:HostPreparation", name, None, opts)
+        host = args.host
+        self.connection = command.remote.ConnectionArgs(
+            host=str(host.address),
+            port=args.port,
+            user=args.user,
+            private_key=args.private_key,
+            host_key=args.host_key,
+            dial_error_limit=3,
+            per_dial_timeout=args.cluster.ssh.connect_timeout,
+        )
+        ping = remote_script(
+            f"{name}-ping",
+            self.connection,
+            render.check_connectivity_script(args.cluster),
+            parent=self,
+            depends_on=[],
+        )
+        self.ready = remote_script(
+            f"{name}-install",
+            self.connection,
+            render.prepare_host_script(args.cluster, args.user),
+            parent=self,
+            depends_on=[ping],
+        )
+        self.docker_provider = docker.Provider(
+            f"{name}-docker",
+            host=f"ssh://{args.user}@{host.address}:{args.port}",
+            ssh_opts=docker_ssh_opts(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
+        )
+        # Outputs registered last, so the component is complete only when the host is ready.
+        self.register_outputs({"address": str(host.address), "ready": self.ready.stdout})

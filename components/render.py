@@ -1,0 +1,195 @@
+"""Pure rendering: templates and host scripts from `files/`, no Pulumi in here.
+
+Every artifact is a function of the validated settings, so the tests (and the lab harness) can render
+exactly what a deployment would ship, and content hashes drive re-runs and image tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+from pathlib import Path
+
+import jinja2
+
+from components.settings import PLATFORM_ARCH, Cluster, Host
+
+FILES_DIR = Path(__file__).resolve().parent.parent / "files"
+
+# Ports HAProxy listens on inside its container (unprivileged, so it need not run as root).
+HAPROXY_FRONTEND_CONTAINER_PORT = 8080
+HAPROXY_STATS_CONTAINER_PORT = 8404
+HAPROXY_GID = 10099
+HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"
+HAPROXY_CONTAINER = "pihalb-haproxy"
+NGINX_CONTAINER = "pihalb-nginx"
+HOST_PACKAGES = ("docker.io", "ca-certificates")
+
+
+def files_dir() -> Path:
+    """Where templates, scripts and Dockerfiles live (a function so tests can point it elsewhere)."""
+    return FILES_DIR
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def sha256(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def tree_hash(directory: Path) -> str:
+    """Hash of every file under a build context: a changed Dockerfile or file means a new image tag."""
+    parts: list[str | bytes] = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        parts += [str(path.relative_to(directory)), path.read_bytes()]
+    return sha256(*parts)
+
+
+def nginx_page(number: int) -> str:
+    return _env().get_template("pages/index.html.j2").render(number=number)
+
+
+def haproxy_cfg(cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
+    hp = cluster.haproxy
+    return (
+        _env()
+        .get_template("haproxy/haproxy.cfg.j2")
+        .render(
+            balancer=balancer.name,
+            maxconn=4096,
+            timeouts=hp.timeouts,
+            retries=hp.retries,
+            redispatch=hp.redispatch,
+            retry_on=hp.retry_on,
+            frontend_container_port=HAPROXY_FRONTEND_CONTAINER_PORT,
+            stats_container_port=HAPROXY_STATS_CONTAINER_PORT,
+            balance=hp.balance,
+            health=hp.health_check,
+            servers=servers,
+            server_port=cluster.nginx.server_port,
+            stats_password=stats_password,
+        )
+    )
+
+
+def keepalived_state(cluster: Cluster, host: Host, master: Host) -> str:
+    """MASTER on the higher priority; with preemption off both start as BACKUP (keepalived requires it)."""
+    if not cluster.vrrp.preempt:
+        return "BACKUP"
+    return "MASTER" if host.name == master.name else "BACKUP"
+
+
+def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp_password: str) -> str:
+    vrrp = cluster.vrrp
+    advert = vrrp.advert_interval
+    return (
+        _env()
+        .get_template("keepalived/keepalived.conf.j2")
+        .render(
+            host=host,
+            peer=peer,
+            state=keepalived_state(cluster, host, master),
+            vrrp=vrrp,
+            advert_int=int(advert) if advert == int(advert) else advert,
+            vrrp_password=vrrp_password,
+        )
+    )
+
+
+def script(name: str, **variables: str) -> str:
+    """A host script from `files/scripts/`, preceded by its inputs as quoted shell assignments.
+
+    The scripts stay plain files that `bash -n` and shellcheck read; the values go in as data, never
+    spliced into the code.
+    """
+    body = (files_dir() / "scripts" / name).read_text()
+    header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(variables.items()))
+    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{body}"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def expected_arch(cluster: Cluster) -> str:
+    return PLATFORM_ARCH[cluster.platform]
+
+
+def check_connectivity_script(cluster: Cluster) -> str:
+    return script("check-connectivity.sh", EXPECTED_ARCH=expected_arch(cluster))
+
+
+def prepare_host_script(cluster: Cluster, login_user: str) -> str:
+    prep = cluster.host_prep
+    return script(
+        "prepare-host.sh",
+        LOGIN_USER=login_user,
+        UPGRADE_PACKAGES="yes" if prep.upgrade_packages else "no",
+        APT_MAX_AGE_MINUTES=str(prep.apt_max_age_minutes),
+        PACKAGES=" ".join(HOST_PACKAGES),
+    )
+
+
+def haproxy_config_script(config: str, image: str) -> str:
+    return script(
+        "haproxy-config.sh",
+        CONFIG_B64=b64(config),
+        CONFIG_DIR=HAPROXY_CONFIG_DIR,
+        HAPROXY_GID=str(HAPROXY_GID),
+        IMAGE=image,
+        CONTAINER=HAPROXY_CONTAINER,
+    )
+
+
+def haproxy_config_delete_script() -> str:
+    return script("haproxy-config-delete.sh", CONFIG_DIR=HAPROXY_CONFIG_DIR)
+
+
+def vrrp_host_script(cluster: Cluster) -> str:
+    return script("vrrp-host.sh", INTERFACE=cluster.vrrp.interface)
+
+
+def vrrp_host_delete_script(cluster: Cluster) -> str:
+    return script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
+
+
+def keepalived_script(config: str) -> str:
+    return script("keepalived.sh", CONFIG_B64=b64(config))
+
+
+def keepalived_delete_script() -> str:
+    return script("keepalived-delete.sh")
+
+
+def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
+    args = {"BASE_IMAGE": cluster.base_image}
+    if kind == "haproxy":
+        src = cluster.haproxy.source
+        args |= {
+            "HAPROXY_SOURCE": src.kind,
+            "HAPROXY_VERSION": src.version,
+            "HAPROXY_URL": src.url,
+            "HAPROXY_SHA256": src.sha256,
+            "HAPROXY_UID": str(HAPROXY_GID),
+        }
+    return args
+
+
+def image_name(cluster: Cluster, kind: str) -> str:
+    """A tag that changes with the build context, the build args and the platform."""
+    context = files_dir() / kind
+    args = image_build_args(cluster, kind)
+    digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
+    return f"pihalb/{kind}:{digest[:12]}"

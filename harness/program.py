@@ -1,0 +1,172 @@
+"""Run the real Pulumi program (`__main__.py`) under Pulumi mocks and record what it declares.
+
+Used by the unit tests (assertions on the graph) and by the lab apply (the same records carried out
+for real). Mocks register resources in a valid dependency order: a resource is registered only once
+every resource it depends on has been.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "pi-ha-lb"
+
+
+@dataclass
+class Declared:
+    """One resource as the program declared it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+    urn: str
+    parent: str
+    dependencies: list[str]
+    secret_paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Program:
+    """Everything one run declared, in registration order, and the stack outputs."""
+
+    stack: str
+    resources: list[Declared]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Declared:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Declared:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def depends_on(self, resource: Declared, other: Declared) -> bool:
+        """True when `resource` waits for `other`, directly, through a parent, or transitively."""
+        seen: set[str] = set()
+        todo = [resource.urn]
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            current = next((r for r in self.resources if r.urn == urn), None)
+            if current is None:
+                continue
+            if other.urn in current.dependencies:
+                return True
+            todo += current.dependencies
+            if current.parent:
+                todo.append(current.parent)
+        return False
+
+
+def stack_file_config(stack: str) -> dict[str, Any]:
+    """The `config:` block of Pulumi.<stack>.yaml, exactly as shipped."""
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def _encode(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _unwrap_secrets(value: Any, path: str, found: list[str]) -> Any:
+    """Mocks see secrets as {'4dabf18193072939515e22adb298388d': '1b47061264138c4ac30d75fd1eb44270', 'value': …}."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            found.append(path)
+            return _unwrap_secrets(value["value"], path, found)
+        return {k: _unwrap_secrets(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+class _Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Declared] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        raise RuntimeError(f"the program made an unexpected call to {args.token}")
+
+
+class _RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping each registration's parent and dependencies (URNs)."""
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            secret_paths: list[str] = []
+            inputs = _unwrap_secrets(rpc.deserialize_properties(request.object), "", secret_paths)
+            self.mocks.resources.append(
+                Declared(
+                    request.type,
+                    request.name,
+                    inputs,
+                    request.provider or None,
+                    response.urn,
+                    request.parent,
+                    sorted(set(request.dependencies)),
+                    secret_paths,
+                )
+            )
+        return response
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        raise RuntimeError(f"the program made an unexpected call to {args.token}")
+
+
+def run(stack: str, config: dict[str, Any], secret_keys: list[str], preview: bool = False) -> Program:
+    """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared."""
+    recorder = _Recorder()
+    exported: dict[str, Any] = {}
+    runtime_settings.reset_options()
+    pulumi.runtime.set_all_config({k: _encode(v) for k, v in config.items()}, secret_keys)
+    pulumi.runtime.set_mocks(
+        recorder, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(recorder)
+    )
+    real_export = pulumi.export
+
+    def capture(name: str, value: Any) -> None:
+        exported[name] = value
+
+    @pulumi.runtime.test
+    def _program():
+        pulumi.export = capture
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        finally:
+            pulumi.export = real_export
+        return pulumi.Output.from_input(exported)
+
+    _program()
+    outputs = {k: _resolve(v) for k, v in exported.items()}
+    return Program(stack, recorder.resources, outputs)
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        from pulumi.runtime.sync_await import _sync_await
+
+        return _sync_await(value.future())
+    return value
