@@ -100,8 +100,8 @@ def _unwrap_secrets(value: Any, path: str, found: list[str]) -> Any:
 
 
 class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[Declared] = []
+    def __init__(self, resources: list[Declared]) -> None:
+        self.resources = resources
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         return f"{args.name}-id", dict(args.inputs)
@@ -136,9 +136,19 @@ class _RecordingMonitor(MockMonitor):
         raise RuntimeError(f"the program made an unexpected call to {args.token}")
 
 
-def run(stack: str, config: dict[str, Any], secret_keys: list[str], preview: bool = False) -> Program:
-    """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared."""
-    recorder = _Recorder()
+def run(
+    stack: str,
+    config: dict[str, Any],
+    secret_keys: list[str],
+    preview: bool = False,
+    declared: list[Declared] | None = None,
+) -> Program:
+    """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared.
+
+    `declared`, when given, receives the registrations as they happen, so a caller can see what was
+    registered even when the program fails.
+    """
+    recorder = _Recorder(declared if declared is not None else [])
     exported: dict[str, Any] = {}
     runtime_settings.reset_options()
     pulumi.runtime.set_all_config({k: _encode(v) for k, v in config.items()}, secret_keys)

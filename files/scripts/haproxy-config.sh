@@ -7,6 +7,7 @@ trap 'rm -f "$staged"' EXIT
 printf '%s' "$CONFIG_B64" | base64 -d >"$staged"
 live="$CONFIG_DIR/haproxy.cfg"
 if ! sudo -n cmp -s "$staged" "$live"; then
+    # shellcheck disable=SC2024 # the staged file is the login user's; only docker needs root
     sudo -n docker run --rm -i --network none --entrypoint haproxy "$IMAGE" -c -f /dev/stdin <"$staged"
     sudo -n install -d -m 0750 -o root -g "$HAPROXY_GID" "$CONFIG_DIR"
     sudo -n install -m 0640 -o root -g "$HAPROXY_GID" "$staged" "$live.new"

@@ -1,0 +1,68 @@
+"""Shared fixtures: the shipped stack files plus what a user sets by hand (host keys, secrets)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness import program
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
+SECRET_KEYS = ["pihalb:sshPrivateKey", "pihalb:vrrpPassword", "pihalb:statsPassword"]
+VRRP_PASSWORD = "vr5ecret"
+STATS_PASSWORD = "stats-Pa55word-xyz"
+
+
+def _keypair() -> tuple[str, str]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode()
+
+
+@pytest.fixture(scope="session")
+def ssh_private_key() -> str:
+    return _keypair()[0]
+
+
+def user_layer(file_config: dict, private_key: str) -> dict:
+    """What README tells a user to set before `pulumi up`: pinned host keys and the three secrets."""
+    hosts = file_config["pihalb:cluster"]["hosts"]
+    return {
+        "pihalb:hostKeys": {h["name"]: _keypair()[1] for h in hosts},
+        "pihalb:sshPrivateKey": private_key,
+        "pihalb:vrrpPassword": VRRP_PASSWORD,
+        "pihalb:statsPassword": STATS_PASSWORD,
+    }
+
+
+@pytest.fixture
+def stack_config(ssh_private_key, tmp_path, monkeypatch):
+    """A function giving the full config of a shipped stack: its file, then the user's layer."""
+    monkeypatch.setenv("PIHALB_SSH_DIR", str(tmp_path / "ssh"))
+
+    def build(stack: str) -> dict:
+        file_config = copy.deepcopy(program.stack_file_config(stack))
+        return file_config | user_layer(file_config, ssh_private_key)
+
+    return build
+
+
+@pytest.fixture
+def run_stack(stack_config):
+    """Run the program on a stack's config (optionally altered first) under mocks."""
+
+    def run(stack: str, alter=None, declared=None) -> program.Program:
+        config = stack_config(stack)
+        if alter:
+            alter(config)
+        return program.run(stack, config, SECRET_KEYS, declared=declared)
+
+    return run
