@@ -1,0 +1,154 @@
+"""The paper's experiments, automated, on the lab: the program's own declarations applied for real.
+
+Order matters (one deployment, faults injected in turn, each undone before the next). Every wait is
+bounded; a missing lab or Docker engine fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from components import render
+from harness import lab_stack
+from harness.apply import ApplyError
+from harness.observe import get, haproxy_servers, keepalived_state, wait_until
+from lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+VIP = "172.30.42.240"
+FAILOVER_S = 30
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab.from_stack()
+    lab.up()
+    yield lab
+    if not os.environ.get("PIHALB_KEEP_LAB"):
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def deployed(lab):
+    program, report = lab_stack.apply(lab)
+    stats = lab.state()["stats_password"]
+    for balancer in ("172.30.42.21", "172.30.42.22"):
+        wait_until(
+            f"3 servers UP on {balancer}",
+            lambda b=balancer: list(haproxy_servers(b, 8404, stats).values()) == ["UP"] * 3,
+            60,
+        )
+    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    return program, report
+
+
+def _stats(lab):
+    return lab.state()["stats_password"]
+
+
+def test_first_apply_changed_every_host(deployed):
+    _, report = deployed
+    installs = [s for s in report.steps if s.name.endswith("-install")]
+    assert len(installs) == 5 and all(s.changed for s in installs)
+    assert sorted(s.action for s in report.of_type("docker:index/container:Container")) == ["created"] * 5
+
+
+def test_requests_round_robin_over_the_three_pages_in_order(deployed):
+    servers = [get(VIP).server for _ in range(9)]
+    assert None not in servers, servers
+    assert sorted(set(servers)) == [1, 2, 3]
+    for previous, current in zip(servers, servers[1:], strict=False):
+        assert current == previous % 3 + 1, servers
+
+
+def test_backends_see_the_client_address_in_x_forwarded_for(deployed, lab):
+    reply = get(VIP)
+    assert reply.status == 200
+    assert reply.headers.get("X-Forwarded-For-Seen") == str(lab.gateway)
+
+
+def test_keepalived_states_master_and_backup(deployed, lab):
+    assert keepalived_state(lab, "lb1") == "MASTER"
+    assert keepalived_state(lab, "lb2") == "BACKUP"
+    assert lab.vip_holders() == ["lb1"]
+
+
+def test_a_stopped_server_is_taken_out_and_clients_keep_getting_answers(deployed, lab):
+    lab.sh("server2", "docker stop pihalb-nginx")
+    try:
+        wait_until(
+            "server2 DOWN on lb1",
+            lambda: haproxy_servers("172.30.42.21", 8404, _stats(lab)).get("server2") == "DOWN",
+            30,
+        )
+        replies = [get(VIP) for _ in range(12)]
+        assert [r.status for r in replies] == [200] * 12
+        assert {r.server for r in replies} == {1, 3}
+    finally:
+        lab.sh("server2", "docker start pihalb-nginx")
+    wait_until(
+        "server2 UP again", lambda: haproxy_servers("172.30.42.21", 8404, _stats(lab)).get("server2") == "UP", 30
+    )
+
+
+def test_haproxy_down_on_master_moves_the_vip_and_back(deployed, lab):
+    lab.sh("lb1", "docker stop pihalb-haproxy")
+    try:
+        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
+        assert keepalived_state(lab, "lb2") == "MASTER"
+        assert keepalived_state(lab, "lb1") == "BACKUP"
+        wait_until("the site through lb2", lambda: get(VIP).status == 200, 10)
+    finally:
+        lab.sh("lb1", "docker start pihalb-haproxy")
+    wait_until("the VIP back on lb1 (preemption)", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    assert keepalived_state(lab, "lb1") == "MASTER"
+    assert keepalived_state(lab, "lb2") == "BACKUP"
+    assert get(VIP).status == 200
+
+
+def test_a_changed_template_is_what_the_lab_runs(deployed, lab, tmp_path, monkeypatch):
+    files = tmp_path / "files"
+    shutil.copytree(render.files_dir(), files)
+    template = files / "haproxy" / "haproxy.cfg.j2"
+    template.write_text(
+        template.read_text().replace(
+            "    default_backend servers\n",
+            "    http-response set-header X-Pihalb-Canary changed-template\n    default_backend servers\n",
+        )
+    )
+    monkeypatch.setattr(render, "FILES_DIR", files)
+    _, report = lab_stack.apply(lab)
+    assert report.by_name("lb1-haproxy-config").changed
+    assert not report.by_name("server1-install").changed
+    assert [s.action for s in report.of_type("docker:index/container:Container")] == ["unchanged"] * 5
+    wait_until(
+        "the new config live through the VIP", lambda: get(VIP).headers.get("X-Pihalb-Canary") == "changed-template", 15
+    )
+    monkeypatch.undo()
+    _, report = lab_stack.apply(lab)
+    assert report.by_name("lb1-haproxy-config").changed
+    wait_until("the original config back", lambda: "X-Pihalb-Canary" not in get(VIP).headers, 15)
+
+
+def test_a_second_apply_changes_nothing(deployed, lab):
+    _, report = lab_stack.apply(lab)
+    commands = report.of_type("command:remote:Command")
+    assert len(commands) == 16
+    assert [s.name for s in commands if s.changed] == []
+    assert {s.action for s in report.of_type("docker:index/container:Container")} == {"unchanged"}
+    assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
+    assert get(VIP).status == 200
+
+
+def test_an_unreachable_host_fails_the_apply_naming_host_and_step(deployed, lab):
+    def move_server3(config):
+        config["pihalb:cluster"]["hosts"][2]["address"] = "172.30.42.99"
+
+    with pytest.raises(ApplyError) as failed:
+        lab_stack.apply(lab, move_server3)
+    assert "server3-ping" in str(failed.value)
+    assert "172.30.42.99" in str(failed.value)
