@@ -50,6 +50,18 @@ class KeepalivedPair(pulumi.ComponentResource):
                 parent=self,
                 depends_on=[prepared.ready],
             )
+            tracking = [vrrp_host]
+            if cluster.vrrp.track.kind == "events":
+                tracking.append(
+                    remote_script(
+                        f"{name}-{host.name}-haproxy-watch",
+                        prepared.connection,
+                        render.haproxy_watch_script(),
+                        delete_script=render.haproxy_watch_delete_script(),
+                        parent=self,
+                        depends_on=[vrrp_host],
+                    )
+                )
             conf = pulumi.Output.from_input(args.vrrp_password).apply(
                 lambda password, host=host, peer=peer: render.keepalived_conf(cluster, host, peer, master, password)
             )
@@ -59,7 +71,7 @@ class KeepalivedPair(pulumi.ComponentResource):
                 conf.apply(render.keepalived_script),
                 delete_script=render.keepalived_delete_script(),
                 parent=self,
-                depends_on=[vrrp_host, *args.after],
+                depends_on=[*tracking, *args.after],
             )
         # Registered last, after both hosts' steps are declared.
         self.register_outputs({"master": self.master, "vip": str(cluster.vrrp.vip.ip)})

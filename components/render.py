@@ -25,6 +25,7 @@ HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"
 HAPROXY_CONTAINER = "pihalb-haproxy"
 NGINX_CONTAINER = "pihalb-nginx"
 HOST_PACKAGES = ("docker.io", "ca-certificates")
+HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
 
 
 def files_dir() -> Path:
@@ -103,6 +104,7 @@ def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp
             state=keepalived_state(cluster, host, master),
             vrrp=vrrp,
             advert_int=int(advert) if advert == int(advert) else advert,
+            track_file=HAPROXY_TRACK_FILE,
             vrrp_password=vrrp_password,
         )
     )
@@ -163,6 +165,14 @@ def vrrp_host_script(cluster: Cluster) -> str:
 
 def vrrp_host_delete_script(cluster: Cluster) -> str:
     return script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
+
+
+def haproxy_watch_script() -> str:
+    return script("haproxy-watch.sh", TRACK_FILE=HAPROXY_TRACK_FILE, CONTAINER=HAPROXY_CONTAINER)
+
+
+def haproxy_watch_delete_script() -> str:
+    return script("haproxy-watch-delete.sh")
 
 
 def keepalived_script(config: str) -> str:

@@ -56,8 +56,14 @@ class SshDefaults(_Strict):
 
 
 class TrackScript(_Strict):
-    """The `chk_haproxy` vrrp_script: how keepalived decides HAProxy is alive."""
+    """How keepalived decides HAProxy is alive.
 
+    `script`: the paper's `chk_haproxy` (`killall -0 haproxy` every `interval` seconds).
+    `events`: a watcher of Docker's container events writes a track file the moment the HAProxy
+    container dies or starts; keepalived reads it through inotify, so no polling delay.
+    """
+
+    kind: Literal["script", "events"] = "script"
     interval: int = Field(default=2, ge=1, le=3600)
     weight: int = Field(default=2, ge=-253, le=253)
     fall: int = Field(default=1, ge=1, le=100)

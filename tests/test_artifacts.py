@@ -22,6 +22,7 @@ VARIANTS = {
         mode="unicast", version=3, advertInterval=0.5, preempt=True
     ),
     "nopreempt": lambda config: config["pihalb:cluster"]["vrrp"].update(preempt=False),
+    "events-tracking": lambda config: config["pihalb:cluster"]["vrrp"]["track"].update(kind="events"),
     "tuned-haproxy": lambda config: config["pihalb:cluster"]["haproxy"].update(
         retries=3, redispatch=True, retryOn="conn-failure empty-response response-timeout", balance="leastconn"
     ),
@@ -112,7 +113,8 @@ def test_host_scripts_pass_bash_n_and_shellcheck(variant, tmp_path):
         run([tool("bash"), "-n", str(path)])
         run([tool("shellcheck"), "--shell=bash", "--severity=style", str(path)])
         checked += 1
-    assert checked == 5 * 2 + 2 * 2 + 2 * 2 + 2 + 2  # ping+install per host, config(+delete), vrrp, keepalived
+    commands = variant.of_type("command:remote:Command")
+    assert checked == len(commands) + len([c for c in commands if "delete" in c.inputs]) >= 16
 
 
 def test_dockerfiles_name_their_base_as_a_build_arg():

@@ -92,7 +92,7 @@ def test_images_for_the_stack_platform_on_their_own_host(program):
 
 def test_three_servers_and_two_balancers_run(program):
     containers = {c.name: c for c in program.of_type(CONTAINER)}
-    servers = [c for n, c in containers.items() if n.endswith("-nginx-container")]
+    servers = [c for n, c in sorted(containers.items()) if n.endswith("-nginx-container")]
     balancers = [c for n, c in containers.items() if n.endswith("-haproxy-container")]
     assert len(servers) == 3 and len(balancers) == 2
     pages = [c.inputs["uploads"][0]["content"] for c in servers]
@@ -110,19 +110,23 @@ def test_three_servers_and_two_balancers_run(program):
 
 def test_haproxy_config_lists_every_server_and_the_paper_options(program):
     servers = hosts(program, "server")
+    haproxy = program_config(program)["haproxy"]
+    check = haproxy["healthCheck"]
     for balancer in hosts(program, "balancer"):
         cfg = embedded_file(program.named(f"{balancer['name']}-haproxy-config"))
         for i, server in enumerate(servers):
             assert f"server {server['name']} {server['address']}:80 check" in cfg, i
         for line in (
             "option forwardfor",
-            "balance roundrobin",
-            "option httpchk GET /",
-            "http-check expect status 200",
             "option httplog",
-            "timeout connect 5000",
+            f"balance {haproxy['balance']}",
+            f"option httpchk GET {check['path']}",
+            f"http-check expect status {check['expectStatus']}",
+            f"timeout connect {haproxy['timeouts']['connectMs']}",
+            f"default-server inter {check['interMs']} fall {check['fall']} rise {check['rise']}",
         ):
             assert line in cfg
+        assert ("option redispatch" in cfg) == haproxy.get("redispatch", False)
         assert f"stats auth admin:{STATS_PASSWORD}" in cfg
 
 
@@ -140,9 +144,14 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
         states[state] = priority
         assert "virtual_router_id 51" in conf
         assert cluster["vrrp"]["vip"] in conf
-        assert 'script "/usr/bin/killall -0 haproxy"' in conf
-        assert "interval 2" in conf and "weight 2" in conf
-        assert f"auth_pass {VRRP_PASSWORD}" in conf
+        track = cluster["vrrp"]["track"]
+        if track.get("kind", "script") == "script":
+            assert 'script "/usr/bin/killall -0 haproxy"' in conf
+            assert f"interval {track['interval']}" in conf and "track_script {" in conf
+        else:
+            assert f"file {render.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
+        assert f"weight {track['weight']}" in conf
+        assert (f"auth_pass {VRRP_PASSWORD}" in conf) == (cluster["vrrp"]["version"] == 2)
     assert states == {"MASTER": 101, "BACKUP": 100}
     assert program.outputs["vrrpMaster"] == "lb1"
 

@@ -1,0 +1,60 @@
+# Event-driven HAProxy tracking for keepalived (vrrp.track.kind: events): a small service follows
+# Docker's events for the HAProxy container and writes 1 (running) or 0 (gone) to a track file the
+# moment it starts or dies; keepalived sees the change through inotify, without polling.
+set -eu
+changed=no
+install_if_different() { # content mode destination
+    staged=$(mktemp)
+    printf '%s\n' "$1" >"$staged"
+    if ! sudo -n cmp -s "$staged" "$3"; then
+        sudo -n install -D -m "$2" -o root -g root "$staged" "$3"
+        changed=yes
+    fi
+    rm -f "$staged"
+}
+
+watcher="#!/bin/sh
+# Installed by pi-ha-lb: keep $TRACK_FILE at 1 while container $CONTAINER runs, 0 otherwise.
+set -u
+mkdir -p \"\$(dirname $TRACK_FILE)\"
+report() { echo \"\$1\" > $TRACK_FILE; }
+current() { [ \"\$(docker inspect -f '{{.State.Running}}' $CONTAINER 2>/dev/null)\" = true ] && echo 1 || echo 0; }
+while true; do
+    report \"\$(current)\"
+    docker events --filter type=container --filter container=$CONTAINER --filter event=start --filter event=die \\
+        --format '{{.Action}}' | while read -r action; do
+        case \$action in
+            start) report 1 ;;
+            die) report 0 ;;
+        esac
+    done
+    sleep 1
+done"
+install_if_different "$watcher" 0755 /usr/local/sbin/pihalb-haproxy-watch
+unit="[Unit]
+Description=pi-ha-lb: HAProxy container state for keepalived's track file
+After=docker.service
+Requires=docker.service
+Before=keepalived.service
+
+[Service]
+ExecStart=/usr/local/sbin/pihalb-haproxy-watch
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target"
+install_if_different "$unit" 0644 /etc/systemd/system/pihalb-haproxy-watch.service
+if [ "$changed" = yes ]; then
+    sudo -n systemctl daemon-reload
+    sudo -n systemctl restart pihalb-haproxy-watch
+fi
+if [ "$(systemctl is-enabled pihalb-haproxy-watch 2>/dev/null || true)" != enabled ]; then
+    sudo -n systemctl enable pihalb-haproxy-watch
+    changed=yes
+fi
+if ! systemctl is-active --quiet pihalb-haproxy-watch; then
+    sudo -n systemctl start pihalb-haproxy-watch
+    changed=yes
+fi
+echo "pihalb-changed: $changed"
