@@ -23,21 +23,23 @@ def lab_layer(lab) -> dict:
     }
 
 
-def dev_config(lab, alter: Callable[[dict], None] | None = None) -> dict:
-    config = copy.deepcopy(program.stack_file_config("dev")) | lab_layer(lab)
+def dev_config(lab, alter: Callable[[dict], None] | None = None, stack: str = "dev") -> dict:
+    config = copy.deepcopy(program.stack_file_config(stack)) | lab_layer(lab)
     if alter:
         alter(config)
     return config
 
 
-def declare(lab, alter: Callable[[dict], None] | None = None) -> program.Program:
-    """Run the program on the dev stack under mocks: what `pulumi up` would do."""
-    return program.run("dev", dev_config(lab, alter), SECRET_KEYS)
+def declare(lab, alter: Callable[[dict], None] | None = None, stack: str = "dev") -> program.Program:
+    """Run the program on a lab stack (`dev`, `dev-tuned`) under mocks: what `pulumi up` would do."""
+    return program.run(stack, dev_config(lab, alter, stack), SECRET_KEYS)
 
 
-def apply(lab, alter: Callable[[dict], None] | None = None, log=print) -> tuple[program.Program, ApplyReport]:
+def apply(
+    lab, alter: Callable[[dict], None] | None = None, log=print, stack: str = "dev"
+) -> tuple[program.Program, ApplyReport]:
     """Declare, then carry it out on the lab; the base image is seeded into each daemon once it exists."""
-    declared = declare(lab, alter)
+    declared = declare(lab, alter, stack)
     by_address = {host["address"]: name for name, host in lab.state()["hosts"].items()}
     applier = Applier(declared, on_docker_ready=lambda address: lab.seed_base_image(by_address[address]), log=log)
     return declared, applier.apply()

@@ -14,7 +14,7 @@ install_if_different() { # content mode destination
 }
 
 install_if_different "net.ipv4.ip_forward = 1" 0644 /etc/sysctl.d/60-pihalb-vrrp.conf
-if [ "$(sysctl -n net.ipv4.ip_forward)" != 1 ]; then
+if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != 1 ]; then
     sudo -n sysctl -q -w net.ipv4.ip_forward=1
     changed=yes
 fi

@@ -1,0 +1,70 @@
+"""`python -m lab up | down [--all] | status | seed`: manage the five simulated Pis from the repository root."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from lab.lab import Lab, LabError, say
+
+STATUS_COLUMNS = ["name", "address", "container", "systemd", "docker", "keepalived", "vip"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="create or reuse the hosts and wait until systemd and SSH answer")
+    down = commands.add_parser("down", help="remove the hosts, their volumes, the network and lab/.state/")
+    down.add_argument("--all", action="store_true", help="also remove the host image and an imported base image")
+    commands.add_parser(
+        "status",
+        help="per host: container, systemd, docker, keepalived, VIP; exit 2 unless exactly one host holds the VIP",
+    )
+    commands.add_parser("seed", help="copy the base image into every host daemon that Docker runs in")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    try:
+        lab = Lab.from_stack()
+        if args.command == "up":
+            lab.up()
+        elif args.command == "down":
+            lab.down(all_images=args.all)
+        elif args.command == "seed":
+            for row in lab.status():
+                if row["docker"] == "active":
+                    lab.seed_base_image(row["name"])
+        else:
+            rows = lab.status()
+            print_status(rows)
+            verdict, healthy = vip_verdict(lab, rows)
+            print(verdict)
+            if not healthy:
+                return 2
+    except LabError as error:
+        print(f"lab: error: {error}", file=sys.stderr)
+        return 1
+    say(f"`{args.command}` took {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def vip_verdict(lab: Lab, rows: list[dict]) -> tuple[str, bool]:
+    """One VIP holder is the only healthy answer: none is an outage, two is a VRRP split brain."""
+    holders = [row["name"] for row in rows if row["vip"]]
+    if len(holders) == 1:
+        return f"VIP {lab.vip.ip}: held by {holders[0]}", True
+    if not holders:
+        return f"VIP {lab.vip.ip}: NOT HELD by any host", False
+    return f"VIP {lab.vip.ip}: SPLIT BRAIN, held by {', '.join(holders)} (VRRP adverts are not getting through)", False
+
+
+def print_status(rows: list[dict]) -> None:
+    cells = [[str(row[column]) for column in STATUS_COLUMNS] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(STATUS_COLUMNS)]
+    for line in [STATUS_COLUMNS, *cells]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
