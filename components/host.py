@@ -59,7 +59,9 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
     """
     key_file = args.ssh_dir / "id_pihalb"
     known_hosts = args.ssh_dir / f"known_hosts_{args.host.name}"
-    entry = f"[{args.host.address}]:{args.port} {args.host_key}\n"
+    # OpenSSH writes the default port as the bare address, any other as [address]:port.
+    known_as = str(args.host.address) if args.port == 22 else f"[{args.host.address}]:{args.port}"
+    entry = f"{known_as} {args.host_key}\n"
     _write_private(known_hosts, entry)
     written = pulumi.Output.from_input(args.private_key).apply(lambda key: _write_private(key_file, key))
     return pulumi.Output.unsecret(written).apply(

@@ -59,14 +59,14 @@ def tree_hash(directory: Path) -> str:
 
 
 def nginx_page(number: int) -> str:
-    return _env().get_template("pages/index.html.j2").render(number=number)
+    return _env().get_template("templates/index.html.j2").render(number=number)
 
 
 def haproxy_cfg(cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
     hp = cluster.haproxy
     return (
         _env()
-        .get_template("haproxy/haproxy.cfg.j2")
+        .get_template("templates/haproxy.cfg.j2")
         .render(
             balancer=balancer.name,
             maxconn=4096,
@@ -97,7 +97,7 @@ def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp
     advert = vrrp.advert_interval
     return (
         _env()
-        .get_template("keepalived/keepalived.conf.j2")
+        .get_template("templates/keepalived.conf.j2")
         .render(
             host=host,
             peer=peer,
@@ -190,6 +190,7 @@ def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
         args |= {
             "HAPROXY_SOURCE": src.kind,
             "HAPROXY_VERSION": src.version,
+            "HAPROXY_SECURITY_POCKET": "yes" if src.security_pocket else "no",
             "HAPROXY_URL": src.url,
             "HAPROXY_SHA256": src.sha256,
             "HAPROXY_UID": str(HAPROXY_GID),

@@ -107,6 +107,7 @@ class HaproxySource(_Strict):
 
     kind: Literal["debian", "upstream"] = "debian"
     version: str = ""
+    security_pocket: bool = Field(default=True, alias="securityPocket")
     url: str = ""
     sha256: str = ""
 

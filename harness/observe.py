@@ -18,7 +18,7 @@ PAGE = re.compile(r"Hello world from server (\d+)!")
 class Reply:
     status: int | None
     server: int | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     error: str = ""
 
 
@@ -30,7 +30,8 @@ def get(host: str, port: int = 80, path: str = "/", timeout: float = 2.0, header
         response = conn.getresponse()
         body = response.read().decode(errors="replace")
         match = PAGE.search(body)
-        return Reply(response.status, int(match.group(1)) if match else None, dict(response.getheaders()))
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, int(match.group(1)) if match else None, headers)
     except (OSError, http.client.HTTPException) as error:
         return Reply(None, None, {}, f"{type(error).__name__}: {error}")
     finally:

@@ -68,7 +68,7 @@ def test_requests_round_robin_over_the_three_pages_in_order(deployed):
 def test_backends_see_the_client_address_in_x_forwarded_for(deployed, lab):
     reply = get(VIP)
     assert reply.status == 200
-    assert reply.headers.get("X-Forwarded-For-Seen") == str(lab.gateway)
+    assert reply.headers.get("x-forwarded-for-seen") == str(lab.gateway)
 
 
 def test_keepalived_states_master_and_backup(deployed, lab):
@@ -113,7 +113,7 @@ def test_haproxy_down_on_master_moves_the_vip_and_back(deployed, lab):
 def test_a_changed_template_is_what_the_lab_runs(deployed, lab, tmp_path, monkeypatch):
     files = tmp_path / "files"
     shutil.copytree(render.files_dir(), files)
-    template = files / "haproxy" / "haproxy.cfg.j2"
+    template = files / "templates" / "haproxy.cfg.j2"
     template.write_text(
         template.read_text().replace(
             "    default_backend servers\n",
@@ -126,12 +126,12 @@ def test_a_changed_template_is_what_the_lab_runs(deployed, lab, tmp_path, monkey
     assert not report.by_name("server1-install").changed
     assert [s.action for s in report.of_type("docker:index/container:Container")] == ["unchanged"] * 5
     wait_until(
-        "the new config live through the VIP", lambda: get(VIP).headers.get("X-Pihalb-Canary") == "changed-template", 15
+        "the new config live through the VIP", lambda: get(VIP).headers.get("x-pihalb-canary") == "changed-template", 15
     )
     monkeypatch.undo()
     _, report = lab_stack.apply(lab)
     assert report.by_name("lb1-haproxy-config").changed
-    wait_until("the original config back", lambda: "X-Pihalb-Canary" not in get(VIP).headers, 15)
+    wait_until("the original config back", lambda: "x-pihalb-canary" not in get(VIP).headers, 15)
 
 
 def test_a_second_apply_changes_nothing(deployed, lab):

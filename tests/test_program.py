@@ -69,7 +69,7 @@ def test_a_docker_provider_per_host_over_ssh(program):
         assert "StrictHostKeyChecking=yes" in opts and "BatchMode=yes" in opts
         known_hosts = next(o.split("=", 1)[1] for o in opts if o.startswith("UserKnownHostsFile="))
         with open(known_hosts) as handle:
-            assert handle.read().startswith(f"[{host['address']}]:22 ssh-ed25519 ")
+            assert handle.read().startswith(f"{host['address']} ssh-ed25519 ")
         key_file = opts[opts.index("-i") + 1]
         with open(key_file) as handle:
             assert "PRIVATE KEY" in handle.read()
@@ -217,13 +217,15 @@ def test_a_changed_template_changes_only_its_triggers(run_stack, tmp_path, monke
     before = run_stack("dev")
     files = tmp_path / "files"
     shutil.copytree(render.files_dir(), files)
-    with open(files / "haproxy" / "haproxy.cfg.j2", "a") as handle:
+    with open(files / "templates" / "haproxy.cfg.j2", "a") as handle:
         handle.write("# a change\n")
     monkeypatch.setattr(render, "FILES_DIR", files)
     after = run_stack("dev")
     for command in before.of_type(COMMAND):
         changed = after.named(command.name).inputs["triggers"] != command.inputs["triggers"]
         assert changed == command.name.endswith("-haproxy-config"), command.name
+    for image in before.of_type(IMAGE):  # a config change is a reload, not a new image or container
+        assert after.named(image.name).inputs["imageName"] == image.inputs["imageName"]
 
 
 def test_a_changed_dockerfile_changes_the_image_tag(run_stack, tmp_path, monkeypatch):

@@ -1,0 +1,443 @@
+"""Failover, measured: steady load through the VIP while a fault is injected, per profile and scenario.
+
+`bench/failover [--profiles paper,tuned] [--scenarios ...] [--runs N]` deploys each profile's stack to
+the lab with the apply harness, then for every scenario and run: a bounded load generator (RATE
+requests/s for WINDOW seconds, short timeouts, every request logged) and a probe of the VIP holder and
+keepalived states, the fault injected at FAULT_AT s (and undone where the scenario says), then JSON and
+a PNG timeline per run, and `docs/bench/results.md` with medians, min–max and run counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components import render  # noqa: E402
+from harness import lab_stack  # noqa: E402
+from harness.observe import get, haproxy_servers, keepalived_state, wait_until  # noqa: E402
+from lab.lab import Lab  # noqa: E402
+
+OUT = ROOT / "docs" / "bench"
+RATE = 100  # requests per second
+TIMEOUT_S = 1.0  # per request: a client that waits longer counts it as failed
+FAULT_AT_S = 3.0
+STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
+PROFILES = {"paper": ("dev", None), "tuned": ("dev-tuned", None)}
+UNICAST = ("dev-tuned", lambda config: config["pihalb:cluster"]["vrrp"].update(mode="unicast"))
+
+
+@dataclass
+class Sample:
+    t: float
+    ok: bool
+    server: int | None
+    detail: str
+
+
+@dataclass
+class Run:
+    profile: str
+    scenario: str
+    run: int
+    window_s: float
+    fault_at_s: float
+    restore_at_s: float | None = None
+    samples: list[Sample] = field(default_factory=list)
+    vip: list[tuple[float, str]] = field(default_factory=list)
+    states: list[tuple[float, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        failed = [s for s in self.samples if not s.ok]
+        ttr = 0.0
+        if failed:
+            first = failed[0].t
+            ttr = None
+            for sample in self.samples:
+                if sample.ok and sample.t > first and all(f.t < sample.t or f.t > sample.t + STEADY_S for f in failed):
+                    ttr = sample.t - first
+                    break
+        holders = {h for _, h in self.vip}
+        return {
+            "profile": self.profile,
+            "scenario": self.scenario,
+            "run": self.run,
+            "requests": len(self.samples),
+            "failed": len(failed),
+            "time_to_recovery_s": ttr,
+            "split_brain_seen": any("+" in h for h in holders),
+            "vip_holders_seen": sorted(holders),
+            "notes": self.notes,
+        }
+
+
+class Load:
+    """RATE requests/s for the window, each on its own connection, every result kept. Stops by itself."""
+
+    def __init__(self, run: Run, t0: float):
+        self.run, self.t0 = run, t0
+        self.thread = threading.Thread(target=self._drive, daemon=True)
+
+    def _one(self, at: float) -> None:
+        reply = get(str(VIP), timeout=TIMEOUT_S)
+        ok = reply.status == 200 and reply.server is not None
+        self.run.samples.append(Sample(round(at, 3), ok, reply.server, reply.error or str(reply.status)))
+
+    def _drive(self) -> None:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            count = int(self.run.window_s * RATE)
+            for i in range(count):
+                at = i / RATE
+                delay = self.t0 + at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(self._one, at)
+        self.run.samples.sort(key=lambda s: s.t)
+
+
+class Probe:
+    """Samples who holds the VIP (every ~0.2 s) and keepalived's states (every ~1 s) during the window."""
+
+    def __init__(self, lab: Lab, run: Run, t0: float):
+        self.lab, self.run, self.t0 = lab, run, t0
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        last_states = 0.0
+        while (now := time.monotonic() - self.t0) < self.run.window_s:
+            try:
+                holders = "+".join(self.lab.vip_holders()) or "none"
+            except Exception as error:  # a host being stopped: say so, keep probing
+                holders = f"unknown ({type(error).__name__})"
+            self.run.vip.append((round(now, 3), holders))
+            if now - last_states >= 1.0:
+                last_states = now
+                for name in ("lb1", "lb2"):
+                    try:
+                        state = keepalived_state(self.lab, name)
+                    except Exception as error:
+                        state = f"unreachable ({type(error).__name__})"
+                    self.run.states.append((round(now, 3), name, state))
+            time.sleep(0.2)
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    window_s: float
+    fault: Callable[[Lab, Run], None]
+    restore: Callable[[Lab, Run], None] | None = None
+    restore_after_s: float = 8.0
+    profiles: tuple = ("paper", "tuned")
+
+
+def _sh(host: str, command: str) -> Callable[[Lab, Run], None]:
+    return lambda lab, run: lab.sh(host, command)
+
+
+def _rollout(lab: Lab, run: Run) -> None:
+    """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
+    stack, alter = run_stack(run.profile)
+    files = OUT / "tmp-files"
+    shutil.rmtree(files, ignore_errors=True)
+    shutil.copytree(render.FILES_DIR, files)
+    template = files / "templates" / "haproxy.cfg.j2"
+    template.write_text(
+        template.read_text().replace(
+            "    default_backend servers\n",
+            f"    http-response set-header X-Rollout run-{run.run}\n    default_backend servers\n",
+        )
+    )
+    original = render.FILES_DIR
+    render.FILES_DIR = files
+    try:
+        _, report = lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
+    finally:
+        render.FILES_DIR = original
+    run.notes.append("changed: " + ", ".join(s.name for s in report.steps if s.changed))
+
+
+def _restore_config(lab: Lab, run: Run) -> None:
+    stack, alter = run_stack(run.profile)
+    lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
+
+
+def _interrupted_apply(lab: Lab, run: Run) -> None:
+    """Start an apply of a changed config in a child process, kill it midway, then apply again."""
+    stack = run_stack(run.profile)[0]
+    code = (
+        "import shutil, sys; from pathlib import Path; sys.path.insert(0, '.');"
+        "from components import render; from harness import lab_stack; from lab.lab import Lab;"
+        "files = Path(sys.argv[1]); shutil.rmtree(files, ignore_errors=True);"
+        "shutil.copytree(render.FILES_DIR, files); t = files / 'templates' / 'haproxy.cfg.j2';"
+        "t.write_text(t.read_text().replace('    default_backend servers', "
+        "'    http-response set-header X-Interrupted yes\\n    default_backend servers'));"
+        "render.FILES_DIR = files; lab_stack.apply(Lab.from_stack(), stack=sys.argv[2])"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(OUT / "tmp-files"), stack],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2.5)
+    child.kill()
+    child.wait(timeout=10)
+    run.notes.append(f"apply killed after 2.5 s (exit {child.returncode})")
+    _, report = lab_stack.apply(lab, run_stack(run.profile)[1], log=lambda line: None, stack=stack)
+    run.notes.append("re-apply changed: " + (", ".join(s.name for s in report.steps if s.changed) or "nothing"))
+    _, again = lab_stack.apply(lab, run_stack(run.profile)[1], log=lambda line: None, stack=stack)
+    run.notes.append("third apply changed: " + (", ".join(s.name for s in again.steps if s.changed) or "nothing"))
+
+
+def _block_multicast(lab: Lab, run: Run) -> None:
+    for name in ("lb1", "lb2"):
+        lab.sh(name, "iptables -I INPUT 1 -d 224.0.0.18 -j DROP")
+
+
+def _unblock_multicast(lab: Lab, run: Run) -> None:
+    for name in ("lb1", "lb2"):
+        lab.sh(name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")
+    status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
+    run.notes.append(f"lab status during the block exit code: see fault note; after: {status.returncode}")
+
+
+def _block_and_check(lab: Lab, run: Run) -> None:
+    _block_multicast(lab, run)
+    time.sleep(4)
+    status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
+    run.notes.append(
+        f"`python -m lab status` during the block: exit {status.returncode}, {status.stdout.strip().splitlines()[-1]}"
+    )
+
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("haproxy-kill", "HAProxy process killed on the MASTER", 15, _sh("lb1", "killall -9 haproxy")),
+        Scenario(
+            "haproxy-stop",
+            "HAProxy container stopped on the MASTER",
+            18,
+            _sh("lb1", "docker stop pihalb-haproxy"),
+            _sh("lb1", "docker start pihalb-haproxy"),
+        ),
+        Scenario(
+            "keepalived-stop",
+            "keepalived stopped on the MASTER",
+            18,
+            _sh("lb1", "systemctl stop keepalived"),
+            _sh("lb1", "systemctl start keepalived"),
+        ),
+        Scenario(
+            "host-stop",
+            "MASTER host stopped, then started",
+            35,
+            lambda lab, run: lab.stop_host("lb1"),
+            lambda lab, run: lab.start_host("lb1"),
+        ),
+        Scenario(
+            "server-kill",
+            "one server container killed",
+            15,
+            _sh("server2", "docker kill pihalb-nginx"),
+            _sh("server2", "docker start pihalb-nginx"),
+        ),
+        Scenario(
+            "multicast-blocked",
+            "multicast blocked between the balancers",
+            18,
+            _block_and_check,
+            _unblock_multicast,
+            profiles=("paper", "unicast"),
+        ),
+        Scenario(
+            "config-rollout", "haproxy.cfg change applied under load", 25, _rollout, _restore_config, restore_after_s=10
+        ),
+        Scenario(
+            "apply-interrupted", "apply killed midway, then applied again", 35, _interrupted_apply, restore_after_s=0
+        ),
+    ]
+}
+
+
+def run_stack(profile: str):
+    return UNICAST if profile == "unicast" else PROFILES[profile]
+
+
+def healthy(lab: Lab) -> None:
+    """Before each run: the VIP on lb1, every server UP on both balancers, the site answering."""
+    for name in ("lb1", "lb2"):
+        lab.sh(name, "systemctl start keepalived; docker start pihalb-haproxy >/dev/null", timeout=60)
+    for name in ("server1", "server2", "server3"):
+        lab.sh(name, "docker start pihalb-nginx >/dev/null")
+    stats = lab.state()["stats_password"]
+    for address in ("172.30.42.21", "172.30.42.22"):
+        wait_until(
+            f"3 servers UP on {address}",
+            lambda a=address: list(haproxy_servers(a, 8404, stats).values()) == ["UP"] * 3,
+            60,
+        )
+    wait_until("the VIP on lb1 alone", lambda: lab.vip_holders() == ["lb1"], 60)
+    wait_until("the site", lambda: get(str(VIP)).status == 200, 30)
+
+
+def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
+    healthy(lab)
+    run = Run(profile, scenario.name, number, scenario.window_s, FAULT_AT_S)
+    t0 = time.monotonic() + 0.5
+    load, probe = Load(run, t0), Probe(lab, run, t0)
+    load.thread.start()
+    probe.thread.start()
+    time.sleep(max(0.0, t0 + FAULT_AT_S - time.monotonic()))
+    scenario.fault(lab, run)
+    if scenario.restore:
+        time.sleep(max(0.0, t0 + FAULT_AT_S + scenario.restore_after_s - time.monotonic()))
+        run.restore_at_s = round(time.monotonic() - t0, 3)
+        scenario.restore(lab, run)
+    load.thread.join(timeout=scenario.window_s + 30)
+    probe.thread.join(timeout=scenario.window_s + 30)
+    return run
+
+
+def plot(run: Run, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, band) = plt.subplots(2, 1, figsize=(10, 4), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    width = 0.25
+    bins = int(run.window_s / width) + 1
+    ok = [0] * bins
+    bad = [0] * bins
+    for s in run.samples:
+        (ok if s.ok else bad)[min(int(s.t / width), bins - 1)] += 1
+    xs = [i * width for i in range(bins)]
+    ax.bar(xs, ok, width=width, align="edge", color="tab:green", label="ok")
+    ax.bar(xs, bad, width=width, align="edge", bottom=ok, color="tab:red", label="failed")
+    ax.axvline(run.fault_at_s, color="black", linestyle="--", label="fault")
+    if run.restore_at_s is not None:
+        ax.axvline(run.restore_at_s, color="gray", linestyle=":", label="restore")
+    ax.set_ylabel(f"requests / {width}s")
+    ax.set_title(f"{run.profile}: {SCENARIOS[run.scenario].title} (run {run.run})")
+    ax.legend(loc="lower left", fontsize=8)
+    colors = {"lb1": "tab:blue", "lb2": "tab:orange", "none": "lightgray"}
+    for (t, holder), nxt in zip(run.vip, [*run.vip[1:], (run.window_s, "")], strict=True):
+        band.axvspan(t, nxt[0], color=colors.get(holder, "tab:red"))
+    band.set_yticks([])
+    band.set_ylabel("VIP")
+    band.set_xlabel("seconds (band: lb1 blue, lb2 orange, none gray, both/unknown red)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_table(summaries: list[dict]) -> None:
+    rows = [
+        "| scenario | profile | runs | failed / total (median, min–max) | time to recovery s (median, min–max) |"
+        " notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(s["scenario"], s["profile"]) for s in summaries}, key=lambda k: (list(SCENARIOS).index(k[0]), k[1]))
+    for scenario, profile in keys:
+        group = [s for s in summaries if s["scenario"] == scenario and s["profile"] == profile]
+        failed = [s["failed"] for s in group]
+        total = statistics.median(s["requests"] for s in group)
+        ttr = [s["time_to_recovery_s"] for s in group if s["time_to_recovery_s"] is not None]
+        unrecovered = len(group) - len(ttr)
+        note = "; ".join(sorted({n for s in group for n in s["notes"] if not n.startswith("changed")}))[:160]
+        if any(s["split_brain_seen"] for s in group):
+            note = "split brain seen (VIP on both). " + note
+        if unrecovered:
+            note = f"{unrecovered} run(s) never recovered in the window. " + note
+        ttr_text = f"{statistics.median(ttr):.2f} ({min(ttr):.2f}–{max(ttr):.2f})" if ttr else "–"
+        rows.append(
+            f"| {SCENARIOS[scenario].title} | {profile} | {len(group)} | "
+            f"{statistics.median(failed):g} / {total:g} ({min(failed)}–{max(failed)}) | {ttr_text} | {note} |"
+        )
+    (OUT / "results.md").write_text("\n".join(rows) + "\n")
+
+
+def throughput(lab: Lab) -> dict:
+    """wrk through the VIP vs straight to one server, same connections and threads."""
+
+    def wrk(url: str) -> float:
+        out = subprocess.run(["wrk", "-t2", "-c32", "-d10s", url], capture_output=True, text=True, timeout=60).stdout
+        return float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
+
+    healthy(lab)
+    direct = wrk("http://172.30.42.11/")
+    via_vip = wrk(f"http://{VIP}/")
+    return {
+        "direct_rps": direct,
+        "vip_rps": via_vip,
+        "ratio": round(via_vip / direct, 3),
+        "command": "wrk -t2 -c32 -d10s URL",
+    }
+
+
+VIP = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    global VIP
+    parser = argparse.ArgumentParser(prog="bench/failover", description=__doc__)
+    parser.add_argument("--profiles", default="paper,tuned")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-throughput", action="store_true")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    lab = Lab.from_stack()
+    lab.up()
+    VIP = lab.vip.ip
+    summaries_path = OUT / "summaries.json"
+    summaries = json.loads(summaries_path.read_text()) if summaries_path.exists() else []
+    wanted = args.profiles.split(",") + ["unicast"]
+    for profile in wanted:
+        scenarios = [SCENARIOS[n] for n in args.scenarios.split(",") if profile in SCENARIOS[n].profiles]
+        if not scenarios:
+            continue
+        stack, alter = run_stack(profile)
+        print(f"bench: deploying {profile} ({stack})", flush=True)
+        lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
+        for scenario in scenarios:
+            summaries = [s for s in summaries if not (s["profile"] == profile and s["scenario"] == scenario.name)]
+            for number in range(1, args.runs + 1):
+                run = one_run(lab, profile, scenario, number)
+                summary = run.summary()
+                summaries.append(summary)
+                stem = OUT / f"{profile}-{scenario.name}-{number}"
+                stem.with_suffix(".json").write_text(json.dumps({"summary": summary, **asdict(run)}, indent=1))
+                plot(run, stem.with_suffix(".png"))
+                print(
+                    f"bench: {profile:<7} {scenario.name:<18} run {number}: {summary['failed']}/"
+                    f"{summary['requests']} failed, recovery {summary['time_to_recovery_s']}",
+                    flush=True,
+                )
+                summaries_path.write_text(json.dumps(summaries, indent=1))
+                write_table(summaries)
+    if not args.no_throughput:
+        lab_stack.apply(lab, log=lambda line: None, stack="dev")
+        (OUT / "throughput.json").write_text(json.dumps(throughput(lab), indent=1))
+    shutil.rmtree(OUT / "tmp-files", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
