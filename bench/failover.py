@@ -15,10 +15,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,111 +25,43 @@ sys.path.insert(0, str(ROOT))
 
 from components import render  # noqa: E402
 from harness import lab_stack  # noqa: E402
-from harness.observe import get, haproxy_servers, keepalived_state, wait_until  # noqa: E402
+from harness.load import Load, Recording  # noqa: E402
+from harness.observe import get, haproxy_servers, wait_until  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
 RATE = 100  # requests per second
 TIMEOUT_S = 1.0  # per request: a client that waits longer counts it as failed
 FAULT_AT_S = 3.0
-STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
 PROFILES = {"paper": ("dev", None), "tuned": ("dev-tuned", None)}
 UNICAST = ("dev-tuned", lambda config: config["pihalb:cluster"]["vrrp"].update(mode="unicast"))
 
 
 @dataclass
-class Sample:
-    t: float
-    ok: bool
-    server: int | None
-    detail: str
-
-
-@dataclass
 class Run:
+    """One scenario run: the load's recording, when the fault and the restore happened, what was noted."""
+
     profile: str
     scenario: str
     run: int
-    window_s: float
     fault_at_s: float
+    recording: Recording
     restore_at_s: float | None = None
-    samples: list[Sample] = field(default_factory=list)
-    vip: list[tuple[float, str]] = field(default_factory=list)
-    states: list[tuple[float, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        failed = [s for s in self.samples if not s.ok]
-        ttr = 0.0
-        if failed:
-            first = failed[0].t
-            ttr = None
-            for sample in self.samples:
-                if sample.ok and sample.t > first and all(f.t < sample.t or f.t > sample.t + STEADY_S for f in failed):
-                    ttr = sample.t - first
-                    break
-        holders = {h for _, h in self.vip}
+        holders = {h for _, h in self.recording.vip}
         return {
             "profile": self.profile,
             "scenario": self.scenario,
             "run": self.run,
-            "requests": len(self.samples),
-            "failed": len(failed),
-            "time_to_recovery_s": ttr,
+            "requests": len(self.recording.samples),
+            "failed": len(self.recording.failed),
+            "time_to_recovery_s": self.recording.time_to_recovery(),
             "split_brain_seen": any("+" in h for h in holders),
             "vip_holders_seen": sorted(holders),
             "notes": self.notes,
         }
-
-
-class Load:
-    """RATE requests/s for the window, each on its own connection, every result kept. Stops by itself."""
-
-    def __init__(self, run: Run, t0: float):
-        self.run, self.t0 = run, t0
-        self.thread = threading.Thread(target=self._drive, daemon=True)
-
-    def _one(self, at: float) -> None:
-        reply = get(str(VIP), timeout=TIMEOUT_S)
-        ok = reply.status == 200 and reply.server is not None
-        self.run.samples.append(Sample(round(at, 3), ok, reply.server, reply.error or str(reply.status)))
-
-    def _drive(self) -> None:
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            count = int(self.run.window_s * RATE)
-            for i in range(count):
-                at = i / RATE
-                delay = self.t0 + at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(self._one, at)
-        self.run.samples.sort(key=lambda s: s.t)
-
-
-class Probe:
-    """Samples who holds the VIP (every ~0.2 s) and keepalived's states (every ~1 s) during the window."""
-
-    def __init__(self, lab: Lab, run: Run, t0: float):
-        self.lab, self.run, self.t0 = lab, run, t0
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        last_states = 0.0
-        while (now := time.monotonic() - self.t0) < self.run.window_s:
-            try:
-                holders = "+".join(self.lab.vip_holders()) or "none"
-            except Exception as error:  # a host being stopped: say so, keep probing
-                holders = f"unknown ({type(error).__name__})"
-            self.run.vip.append((round(now, 3), holders))
-            if now - last_states >= 1.0:
-                last_states = now
-                for name in ("lb1", "lb2"):
-                    try:
-                        state = keepalived_state(self.lab, name)
-                    except Exception as error:
-                        state = f"unreachable ({type(error).__name__})"
-                    self.run.states.append((round(now, 3), name, state))
-            time.sleep(0.2)
 
 
 @dataclass
@@ -212,13 +142,12 @@ def _block_multicast(lab: Lab, run: Run) -> None:
 def _unblock_multicast(lab: Lab, run: Run) -> None:
     for name in ("lb1", "lb2"):
         lab.sh(name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")
-    status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
-    run.notes.append(f"lab status during the block exit code: see fault note; after: {status.returncode}")
 
 
 def _block_and_check(lab: Lab, run: Run) -> None:
+    """Block VRRP multicast on both balancers, then ask the operator's status check what it sees."""
     _block_multicast(lab, run)
-    time.sleep(4)
+    time.sleep(5)
     status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
     run.notes.append(
         f"`python -m lab status` during the block: exit {status.returncode}, {status.stdout.strip().splitlines()[-1]}"
@@ -298,19 +227,15 @@ def healthy(lab: Lab) -> None:
 
 def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
     healthy(lab)
-    run = Run(profile, scenario.name, number, scenario.window_s, FAULT_AT_S)
-    t0 = time.monotonic() + 0.5
-    load, probe = Load(run, t0), Probe(lab, run, t0)
-    load.thread.start()
-    probe.thread.start()
-    time.sleep(max(0.0, t0 + FAULT_AT_S - time.monotonic()))
+    load = Load(str(VIP), RATE, scenario.window_s, timeout=TIMEOUT_S, lab=lab).start()
+    run = Run(profile, scenario.name, number, FAULT_AT_S, load.recording)
+    time.sleep(max(0.0, FAULT_AT_S - load.elapsed()))
     scenario.fault(lab, run)
     if scenario.restore:
-        time.sleep(max(0.0, t0 + FAULT_AT_S + scenario.restore_after_s - time.monotonic()))
-        run.restore_at_s = round(time.monotonic() - t0, 3)
+        time.sleep(max(0.0, FAULT_AT_S + scenario.restore_after_s - load.elapsed()))
+        run.restore_at_s = round(load.elapsed(), 3)
         scenario.restore(lab, run)
-    load.thread.join(timeout=scenario.window_s + 30)
-    probe.thread.join(timeout=scenario.window_s + 30)
+    load.join()
     return run
 
 
@@ -322,10 +247,11 @@ def plot(run: Run, path: Path) -> None:
 
     fig, (ax, band) = plt.subplots(2, 1, figsize=(10, 4), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     width = 0.25
-    bins = int(run.window_s / width) + 1
+    window = run.recording.seconds
+    bins = int(window / width) + 1
     ok = [0] * bins
     bad = [0] * bins
-    for s in run.samples:
+    for s in run.recording.samples:
         (ok if s.ok else bad)[min(int(s.t / width), bins - 1)] += 1
     xs = [i * width for i in range(bins)]
     ax.bar(xs, ok, width=width, align="edge", color="tab:green", label="ok")
@@ -337,7 +263,8 @@ def plot(run: Run, path: Path) -> None:
     ax.set_title(f"{run.profile}: {SCENARIOS[run.scenario].title} (run {run.run})")
     ax.legend(loc="lower left", fontsize=8)
     colors = {"lb1": "tab:blue", "lb2": "tab:orange", "none": "lightgray"}
-    for (t, holder), nxt in zip(run.vip, [*run.vip[1:], (run.window_s, "")], strict=True):
+    vip = run.recording.vip
+    for (t, holder), nxt in zip(vip, [*vip[1:], (window, "")], strict=True):
         band.axvspan(t, nxt[0], color=colors.get(holder, "tab:red"))
     band.set_yticks([])
     band.set_ylabel("VIP")
@@ -391,11 +318,10 @@ def throughput(lab: Lab) -> dict:
     }
 
 
-VIP = None
+VIP = Lab.from_stack().vip.ip
 
 
 def main(argv: list[str] | None = None) -> int:
-    global VIP
     parser = argparse.ArgumentParser(prog="bench/failover", description=__doc__)
     parser.add_argument("--profiles", default="paper,tuned")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -405,7 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     lab = Lab.from_stack()
     lab.up()
-    VIP = lab.vip.ip
     summaries_path = OUT / "summaries.json"
     summaries = json.loads(summaries_path.read_text()) if summaries_path.exists() else []
     wanted = args.profiles.split(",") + ["unicast"]

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
 from components import render
 from harness import lab_stack
 from harness.apply import ApplyError
+from harness.load import Load
 from harness.observe import get, haproxy_servers, keepalived_state, wait_until
 from lab.lab import Lab
 
@@ -25,9 +29,14 @@ FAILOVER_S = 30
 
 @pytest.fixture(scope="module")
 def lab():
-    """A fresh lab: hosts as a new Pi would be, without Docker (base images are kept between runs)."""
+    """A fresh lab: hosts as a new Pi would be, without Docker (base images are kept between runs).
+
+    PIHALB_REUSE_LAB=1 keeps a running lab instead (a developer's shortcut; the first-apply test then
+    fails, as it should: those hosts are not fresh).
+    """
     lab = Lab.from_stack()
-    lab.down()
+    if not os.environ.get("PIHALB_REUSE_LAB"):
+        lab.down()
     lab.up()
     yield lab
     if not os.environ.get("PIHALB_KEEP_LAB"):
@@ -155,3 +164,102 @@ def test_an_unreachable_host_fails_the_apply_naming_host_and_step(deployed, lab)
         lab_stack.apply(lab, move_server3)
     assert "server3-ping" in str(failed.value)
     assert "172.30.42.99" in str(failed.value)
+
+
+def _status(lab) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)
+
+
+def _block_multicast(lab) -> None:
+    for name in ("lb1", "lb2"):
+        lab.sh(name, "iptables -I INPUT 1 -d 224.0.0.18 -j DROP")
+
+
+def _unblock_multicast(lab) -> None:
+    for name in ("lb1", "lb2"):
+        lab.sh(name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")
+
+
+def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab):
+    """The paper's firewall trouble: with multicast VRRP and adverts dropped, both balancers take the VIP."""
+    _block_multicast(lab)
+    try:
+        wait_until("both balancers holding the VIP", lambda: lab.vip_holders() == ["lb1", "lb2"], FAILOVER_S)
+        status = _status(lab)
+        assert status.returncode == 2
+        assert "SPLIT BRAIN" in status.stdout
+    finally:
+        _unblock_multicast(lab)
+    wait_until("one holder again", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    assert _status(lab).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tuned(deployed, lab):
+    """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
+    _, report = lab_stack.apply(lab, stack="dev-tuned")
+    assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
+    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    stats = lab.state()["stats_password"]
+    wait_until("3 servers UP", lambda: list(haproxy_servers("172.30.42.21", 8404, stats).values()) == ["UP"] * 3, 30)
+
+
+def _under_load(lab, seconds: float, fault_at: float, fault) -> Load:
+    load = Load(VIP, 50, seconds, timeout=1.0, lab=lab).start()
+    time.sleep(max(0.0, fault_at - load.elapsed()))
+    fault()
+    return load
+
+
+def test_tuned_a_killed_server_costs_no_request(tuned, lab):
+    load = _under_load(lab, 10, 2, lambda: lab.sh("server2", "docker kill pihalb-nginx"))
+    try:
+        recording = load.join()
+    finally:
+        lab.sh("server2", "docker start pihalb-nginx")
+    assert len(recording.samples) == 500
+    assert recording.failed == []
+    assert {s.server for s in recording.samples} == {1, 2, 3}  # server2 answered before the kill
+
+
+def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path, monkeypatch):
+    files = tmp_path / "files"
+    shutil.copytree(render.files_dir(), files)
+    template = files / "templates" / "haproxy.cfg.j2"
+    template.write_text(
+        template.read_text().replace(
+            "    default_backend servers\n",
+            "    http-response set-header X-Rollout tuned\n    default_backend servers\n",
+        )
+    )
+    monkeypatch.setattr(render, "FILES_DIR", files)
+    load = _under_load(lab, 12, 2, lambda: lab_stack.apply(lab, stack="dev-tuned"))
+    recording = load.join()
+    assert recording.failed == []
+    assert get(VIP).headers.get("x-rollout") == "tuned"
+
+
+def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab):
+    lab.sh("lb1", "docker update --restart=no pihalb-haproxy >/dev/null && killall -9 haproxy")
+    try:
+        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
+        assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "0"
+        assert get(VIP).status == 200
+    finally:
+        lab.sh("lb1", "docker update --restart=unless-stopped pihalb-haproxy >/dev/null && docker start pihalb-haproxy")
+    wait_until("the VIP back on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "1"
+
+
+def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab):
+    _, report = lab_stack.apply(lab, lambda c: c["pihalb:cluster"]["vrrp"].update(mode="unicast"), stack="dev-tuned")
+    assert report.by_name("vrrp-lb1-keepalived").changed
+    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    _block_multicast(lab)
+    try:
+        time.sleep(5)  # many advert intervals: a split brain would have shown by now
+        assert lab.vip_holders() == ["lb1"]
+        assert keepalived_state(lab, "lb2") == "BACKUP"
+        assert _status(lab).returncode == 0
+    finally:
+        _unblock_multicast(lab)

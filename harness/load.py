@@ -1,0 +1,108 @@
+"""A bounded load generator and a VIP probe, shared by the lab tests and the failover benchmark."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from harness.observe import get, keepalived_state
+
+STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
+
+
+@dataclass
+class Sample:
+    t: float
+    ok: bool
+    server: int | None
+    detail: str
+
+
+@dataclass
+class Recording:
+    """Every request of one load window, and the VIP holders seen meanwhile (times from the start)."""
+
+    seconds: float
+    samples: list[Sample] = field(default_factory=list)
+    vip: list[tuple[float, str]] = field(default_factory=list)
+    states: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Sample]:
+        return [s for s in self.samples if not s.ok]
+
+    def time_to_recovery(self) -> float | None:
+        """From the first failure to the first success that starts STEADY_S without failures; 0 if none failed."""
+        failed = self.failed
+        if not failed:
+            return 0.0
+        for sample in self.samples:
+            if sample.ok and sample.t > failed[0].t and not any(sample.t < f.t <= sample.t + STEADY_S for f in failed):
+                return round(sample.t - failed[0].t, 3)
+        return None
+
+
+class Load:
+    """`rate` requests/s to `host` for `seconds`, each on a new connection, each logged; stops by itself.
+
+    Started in the background with `start()`; `join()` waits for the window to end. With `lab`, it also
+    samples the VIP holder every ~0.2 s and keepalived's states every ~1 s.
+    """
+
+    def __init__(self, host: str, rate: int, seconds: float, timeout: float = 1.0, lab=None):
+        self.host, self.rate, self.timeout, self.lab = host, rate, timeout, lab
+        self.recording = Recording(seconds)
+        self.t0 = 0.0
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Load:
+        self.t0 = time.monotonic() + 0.2
+        self._threads = [threading.Thread(target=self._drive, daemon=True)]
+        if self.lab is not None:
+            self._threads.append(threading.Thread(target=self._probe, daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def join(self) -> Recording:
+        for thread in self._threads:
+            thread.join(timeout=self.recording.seconds + 30)
+        self.recording.samples.sort(key=lambda s: s.t)
+        return self.recording
+
+    def _one(self, at: float) -> None:
+        reply = get(self.host, timeout=self.timeout)
+        ok = reply.status == 200 and reply.server is not None
+        self.recording.samples.append(Sample(round(at, 3), ok, reply.server, reply.error or str(reply.status)))
+
+    def _drive(self) -> None:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            for i in range(int(self.recording.seconds * self.rate)):
+                at = i / self.rate
+                delay = self.t0 + at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(self._one, at)
+
+    def _probe(self) -> None:
+        last_states = -1.0
+        while (now := self.elapsed()) < self.recording.seconds:
+            try:
+                holders = "+".join(self.lab.vip_holders()) or "none"
+            except Exception as error:  # a balancer host being stopped: record it, keep probing
+                holders = f"unknown ({type(error).__name__})"
+            self.recording.vip.append((round(now, 3), holders))
+            if now - last_states >= 1.0:
+                last_states = now
+                for name in ("lb1", "lb2"):
+                    try:
+                        state = keepalived_state(self.lab, name)
+                    except Exception as error:
+                        state = f"unreachable ({type(error).__name__})"
+                    self.recording.states.append((round(now, 3), name, state))
+            time.sleep(0.2)
