@@ -123,6 +123,7 @@ class Haproxy(_Strict):
     retries: int = Field(default=0, ge=0, le=10)
     redispatch: bool = False
     retry_on: str = Field(default="", alias="retryOn")
+    stop_grace_ms: int = Field(default=0, alias="stopGraceMs", ge=0, le=5000)
     source: HaproxySource = HaproxySource()
 
 

@@ -1,6 +1,7 @@
 # Event-driven HAProxy tracking for keepalived (vrrp.track.kind: events): a small service follows
-# Docker's events for the HAProxy container and writes 1 (running) or 0 (gone) to a track file the
-# moment it starts or dies; keepalived sees the change through inotify, without polling.
+# Docker's events for the HAProxy container and writes 1 (running) or 0 (going or gone) to a track file
+# the moment it starts, is signalled to stop, or dies; keepalived sees the change through inotify,
+# without polling. Reload signals (USR2, HUP) are not stops.
 set -eu
 changed=no
 install_if_different() { # content mode destination
@@ -21,13 +22,15 @@ report() { echo \"\$1\" > $TRACK_FILE; }
 current() { [ \"\$(docker inspect -f '{{.State.Running}}' $CONTAINER 2>/dev/null)\" = true ] && echo 1 || echo 0; }
 while true; do
     report \"\$(current)\"
-    docker events --filter type=container --filter container=$CONTAINER --filter event=start --filter event=die \\
-        --format '{{.Action}}' | while read -r action; do
-        case \$action in
-            start) report 1 ;;
-            die) report 0 ;;
-        esac
-    done
+    docker events --filter type=container --filter container=$CONTAINER --filter event=start \\
+        --filter event=kill --filter event=die --format '{{.Action}} {{index .Actor.Attributes \"signal\"}}' |
+        while read -r action signal; do
+            case \$action:\$signal in
+                start:*) report 1 ;;
+                kill:1 | kill:12) ;;
+                kill:* | die:*) report 0 ;;
+            esac
+        done
     sleep 1
 done"
 install_if_different "$watcher" 0755 /usr/local/sbin/pihalb-haproxy-watch
