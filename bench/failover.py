@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 from components import render  # noqa: E402
 from harness import lab_stack  # noqa: E402
 from harness.load import Load, Recording  # noqa: E402
-from harness.observe import get, haproxy_servers, wait_until  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
@@ -82,18 +81,8 @@ def _sh(host: str, command: str) -> Callable[[Lab, Run], None]:
 def _rollout(lab: Lab, run: Run) -> None:
     """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
     stack, alter = run_stack(run.profile)
-    files = OUT / "tmp-files"
-    shutil.rmtree(files, ignore_errors=True)
-    shutil.copytree(render.FILES_DIR, files)
-    template = files / "templates" / "haproxy.cfg.j2"
-    template.write_text(
-        template.read_text().replace(
-            "    default_backend servers\n",
-            f"    http-response set-header X-Rollout run-{run.run}\n    default_backend servers\n",
-        )
-    )
     original = render.FILES_DIR
-    render.FILES_DIR = files
+    render.FILES_DIR = lab_stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
     try:
         _, report = lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
     finally:
@@ -110,13 +99,10 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
     """Start an apply of a changed config in a child process, kill it midway, then apply again."""
     stack = run_stack(run.profile)[0]
     code = (
-        "import shutil, sys; from pathlib import Path; sys.path.insert(0, '.');"
+        "import sys; from pathlib import Path; sys.path.insert(0, '.');"
         "from components import render; from harness import lab_stack; from lab.lab import Lab;"
-        "files = Path(sys.argv[1]); shutil.rmtree(files, ignore_errors=True);"
-        "shutil.copytree(render.FILES_DIR, files); t = files / 'templates' / 'haproxy.cfg.j2';"
-        "t.write_text(t.read_text().replace('    default_backend servers', "
-        "'    http-response set-header X-Interrupted yes\\n    default_backend servers'));"
-        "render.FILES_DIR = files; lab_stack.apply(Lab.from_stack(), stack=sys.argv[2])"
+        "render.FILES_DIR = lab_stack.files_with_response_header(Path(sys.argv[1]), 'X-Interrupted', 'yes');"
+        "lab_stack.apply(Lab.from_stack(), stack=sys.argv[2])"
     )
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(OUT / "tmp-files"), stack],
@@ -209,20 +195,12 @@ def run_stack(profile: str):
 
 
 def healthy(lab: Lab) -> None:
-    """Before each run: the VIP on lb1, every server UP on both balancers, the site answering."""
+    """Before each run: everything a previous fault stopped started again, then serving as intended."""
     for name in ("lb1", "lb2"):
         lab.sh(name, "systemctl start keepalived; docker start pihalb-haproxy >/dev/null", timeout=60)
     for name in ("server1", "server2", "server3"):
         lab.sh(name, "docker start pihalb-nginx >/dev/null")
-    stats = lab.state()["stats_password"]
-    for address in ("172.30.42.21", "172.30.42.22"):
-        wait_until(
-            f"3 servers UP on {address}",
-            lambda a=address: list(haproxy_servers(a, 8404, stats).values()) == ["UP"] * 3,
-            60,
-        )
-    wait_until("the VIP on lb1 alone", lambda: lab.vip_holders() == ["lb1"], 60)
-    wait_until("the site", lambda: get(str(VIP)).status == 200, 30)
+    lab_stack.wait_serving(lab)
 
 
 def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:

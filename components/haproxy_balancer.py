@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation
+from components.host import HostPreparation, image_on_host
 from components.remote import remote_script
 from components.settings import Cluster, Host
 
@@ -46,21 +46,8 @@ class HaproxyBalancer(pulumi.ComponentResource):
         super().__init__("pihalb:index:HaproxyBalancer", name, None, opts)
         cluster, prepared, hp = args.cluster, args.prepared, args.cluster.haproxy
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
-        context = render.files_dir() / "haproxy"
+        self.image = image_on_host(f"{name}-image", cluster, "haproxy", on_host)
         image_name = render.image_name(cluster, "haproxy")
-        self.image = docker.Image(
-            f"{name}-image",
-            image_name=image_name,
-            build=docker.DockerBuildArgs(
-                context=str(context),
-                dockerfile=str(context / "Dockerfile"),
-                platform=cluster.platform,
-                args=render.image_build_args(cluster, "haproxy"),
-            ),
-            skip_push=True,
-            build_on_preview=False,
-            opts=on_host,
-        )
         config = pulumi.Output.from_input(args.stats_password).apply(
             lambda password: render.haproxy_cfg(cluster, args.host, args.servers, password)
         )

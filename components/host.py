@@ -82,6 +82,24 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
     )
 
 
+def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions) -> docker.Image:
+    """An image built by the host's own daemon from `files/<kind>/`, for the stack's platform, never pushed."""
+    context = render.files_dir() / kind
+    return docker.Image(
+        name,
+        image_name=render.image_name(cluster, kind),
+        build=docker.DockerBuildArgs(
+            context=str(context),
+            dockerfile=str(context / "Dockerfile"),
+            platform=cluster.platform,
+            args=render.image_build_args(cluster, kind),
+        ),
+        skip_push=True,
+        build_on_preview=False,
+        opts=opts,
+    )
+
+
 class HostPreparation(pulumi.ComponentResource):
     """Connectivity check, then sudoers drop-in, packages and Docker; then a provider for its daemon."""
 

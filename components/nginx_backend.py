@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation
+from components.host import HostPreparation, image_on_host
 from components.settings import Cluster, Host
 
 
@@ -38,20 +38,7 @@ class NginxBackend(pulumi.ComponentResource):
         super().__init__("pihalb:index:NginxBackend", name, None, opts)
         cluster, prepared = args.cluster, args.prepared
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
-        context = render.files_dir() / "nginx"
-        self.image = docker.Image(
-            f"{name}-image",
-            image_name=render.image_name(cluster, "nginx"),
-            build=docker.DockerBuildArgs(
-                context=str(context),
-                dockerfile=str(context / "Dockerfile"),
-                platform=cluster.platform,
-                args=render.image_build_args(cluster, "nginx"),
-            ),
-            skip_push=True,
-            build_on_preview=False,
-            opts=on_host,
-        )
+        self.image = image_on_host(f"{name}-image", cluster, "nginx", on_host)
         self.container = docker.Container(
             f"{name}-container",
             name=render.NGINX_CONTAINER,

@@ -70,7 +70,7 @@ def haproxy_cfg(cluster: Cluster, balancer: Host, servers: list[Host], stats_pas
         .render(
             balancer=balancer.name,
             maxconn=4096,
-        stop_grace_ms=hp.stop_grace_ms,
+            stop_grace_ms=hp.stop_grace_ms,
             timeouts=hp.timeouts,
             retries=hp.retries,
             redispatch=hp.redispatch,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from components import render
 from harness import program
 from harness.apply import Applier, ApplyReport
+from harness.observe import get, haproxy_servers, wait_until
 
 SECRET_KEYS = ["pihalb:sshPrivateKey", "pihalb:vrrpPassword", "pihalb:statsPassword"]
 
@@ -43,3 +46,30 @@ def apply(
     by_address = {host["address"]: name for name, host in lab.state()["hosts"].items()}
     applier = Applier(declared, on_docker_ready=lambda address: lab.seed_base_image(by_address[address]), log=log)
     return declared, applier.apply()
+
+
+def files_with_response_header(directory: Path, header: str, value: str) -> Path:
+    """A copy of `files/` whose haproxy.cfg template adds a response header: a visible config change."""
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(render.files_dir(), directory)
+    template = directory / "templates" / "haproxy.cfg.j2"
+    marker = "    default_backend servers\n"
+    template.write_text(
+        template.read_text().replace(marker, f"    http-response set-header {header} {value}\n{marker}")
+    )
+    return directory
+
+
+def wait_serving(lab, timeout: float = 60) -> None:
+    """Every server UP on both balancers, the VIP on the intended MASTER alone, the site answering."""
+    stats = lab.state()["stats_password"]
+    servers = [h.name for h in lab.hosts if h.role == "server"]
+    balancers = sorted((h for h in lab.hosts if h.role == "balancer"), key=lambda h: -(h.priority or 0))
+    for balancer in balancers:
+        wait_until(
+            f"{len(servers)} servers UP on {balancer.name}",
+            lambda b=balancer: haproxy_servers(str(b.address), 8404, stats) == dict.fromkeys(servers, "UP"),
+            timeout,
+        )
+    wait_until(f"the VIP on {balancers[0].name} alone", lambda: lab.vip_holders() == [balancers[0].name], timeout)
+    wait_until("the site through the VIP", lambda: get(str(lab.vip.ip)).status == 200, timeout)

@@ -7,7 +7,6 @@ bounded; a missing lab or Docker engine fails, it does not skip.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -46,14 +45,7 @@ def lab():
 @pytest.fixture(scope="module")
 def deployed(lab):
     program, report = lab_stack.apply(lab)
-    stats = lab.state()["stats_password"]
-    for balancer in ("172.30.42.21", "172.30.42.22"):
-        wait_until(
-            f"3 servers UP on {balancer}",
-            lambda b=balancer: list(haproxy_servers(b, 8404, stats).values()) == ["UP"] * 3,
-            60,
-        )
-    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    lab_stack.wait_serving(lab)
     return program, report
 
 
@@ -123,15 +115,7 @@ def test_haproxy_killed_on_master_moves_the_vip_and_back(deployed, lab):
 
 
 def test_a_changed_template_is_what_the_lab_runs(deployed, lab, tmp_path, monkeypatch):
-    files = tmp_path / "files"
-    shutil.copytree(render.files_dir(), files)
-    template = files / "templates" / "haproxy.cfg.j2"
-    template.write_text(
-        template.read_text().replace(
-            "    default_backend servers\n",
-            "    http-response set-header X-Pihalb-Canary changed-template\n    default_backend servers\n",
-        )
-    )
+    files = lab_stack.files_with_response_header(tmp_path / "files", "X-Pihalb-Canary", "changed-template")
     monkeypatch.setattr(render, "FILES_DIR", files)
     _, report = lab_stack.apply(lab)
     assert report.by_name("lb1-haproxy-config").changed
@@ -199,9 +183,7 @@ def tuned(deployed, lab):
     """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
     _, report = lab_stack.apply(lab, stack="dev-tuned")
     assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
-    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    stats = lab.state()["stats_password"]
-    wait_until("3 servers UP", lambda: list(haproxy_servers("172.30.42.21", 8404, stats).values()) == ["UP"] * 3, 30)
+    lab_stack.wait_serving(lab)
 
 
 def _under_load(lab, seconds: float, fault_at: float, fault) -> Load:
@@ -223,15 +205,7 @@ def test_tuned_a_killed_server_costs_no_request(tuned, lab):
 
 
 def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path, monkeypatch):
-    files = tmp_path / "files"
-    shutil.copytree(render.files_dir(), files)
-    template = files / "templates" / "haproxy.cfg.j2"
-    template.write_text(
-        template.read_text().replace(
-            "    default_backend servers\n",
-            "    http-response set-header X-Rollout tuned\n    default_backend servers\n",
-        )
-    )
+    files = lab_stack.files_with_response_header(tmp_path / "files", "X-Rollout", "tuned")
     monkeypatch.setattr(render, "FILES_DIR", files)
     load = _under_load(lab, 12, 2, lambda: lab_stack.apply(lab, stack="dev-tuned"))
     recording = load.join()

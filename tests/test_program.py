@@ -213,13 +213,18 @@ def test_stack_outputs(program):
     assert program.outputs["vrrpMaster"] == "lb1"
 
 
-def test_a_changed_template_changes_only_its_triggers(run_stack, tmp_path, monkeypatch):
-    before = run_stack("dev")
+def _with_appended(tmp_path, monkeypatch, relative: str) -> None:
+    """Point the program at a copy of `files/` where one file has an extra comment line."""
     files = tmp_path / "files"
     shutil.copytree(render.files_dir(), files)
-    with open(files / "templates" / "haproxy.cfg.j2", "a") as handle:
+    with open(files / relative, "a") as handle:
         handle.write("# a change\n")
     monkeypatch.setattr(render, "FILES_DIR", files)
+
+
+def test_a_changed_template_changes_only_its_triggers(run_stack, tmp_path, monkeypatch):
+    before = run_stack("dev")
+    _with_appended(tmp_path, monkeypatch, "templates/haproxy.cfg.j2")
     after = run_stack("dev")
     for command in before.of_type(COMMAND):
         changed = after.named(command.name).inputs["triggers"] != command.inputs["triggers"]
@@ -230,17 +235,11 @@ def test_a_changed_template_changes_only_its_triggers(run_stack, tmp_path, monke
 
 def test_a_changed_dockerfile_changes_the_image_tag(run_stack, tmp_path, monkeypatch):
     before = run_stack("dev")
-    files = tmp_path / "files"
-    shutil.copytree(render.files_dir(), files)
-    with open(files / "nginx" / "Dockerfile", "a") as handle:
-        handle.write("# a change\n")
-    monkeypatch.setattr(render, "FILES_DIR", files)
+    _with_appended(tmp_path, monkeypatch, "nginx/Dockerfile")
     after = run_stack("dev")
-    assert (
-        after.named("server1-nginx-image").inputs["imageName"]
-        != before.named("server1-nginx-image").inputs["imageName"]
-    )
-    assert after.named("lb1-haproxy-image").inputs["imageName"] == before.named("lb1-haproxy-image").inputs["imageName"]
+    for image in before.of_type(IMAGE):
+        changed = after.named(image.name).inputs["imageName"] != image.inputs["imageName"]
+        assert changed == image.name.endswith("-nginx-image"), image.name
 
 
 def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
