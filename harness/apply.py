@@ -1,6 +1,7 @@
 """Carry out, for real, what the program declared under mocks: the lab's stand-in for `pulumi up`.
 
-Resources are applied in registration order (a valid dependency order). Remote commands run over SSH
+Each resource is applied once everything it depends on is (its declared dependencies, its provider,
+its components' dependencies), several at a time as Pulumi does. Remote commands run over SSH
 (paramiko) with their own declared connection, host key pinned. Images and containers go to the
 daemon a resource's Docker provider names, over `ssh://` with the provider's declared ssh options,
 through the Docker SDK for Python. A declared input this harness does not know how to honour is an
@@ -9,6 +10,7 @@ error, never skipped.
 Like Pulumi, the harness keeps state: the declared inputs of each container are hashed into a label,
 so an unchanged container is left alone and a changed one is replaced. Unlike Pulumi, every remote
 command runs on every apply (as if its trigger had changed): a stricter test of their idempotence.
+`delete` scripts belong to `pulumi destroy`; the harness never destroys (`python -m lab down` does).
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ exec {real_ssh} "${{opts[@]}}" "$@"
         (self.dir / "opts" / host).write_text("".join(f"{opt}\n" for opt in ssh_opts))
 
 
+_SHIM: _SshShim | None = None
+
+
+def _shim() -> _SshShim:
+    """One shim per process: it goes on PATH once."""
+    global _SHIM
+    if _SHIM is None:
+        _SHIM = _SshShim()
+    return _SHIM
+
+
 class Applier:
     """Applies one Program to real hosts."""
 
@@ -113,7 +126,7 @@ class Applier:
         self.on_docker_ready = on_docker_ready or (lambda address: None)
         self.log = log
         self.clients: dict[str, docker.DockerClient] = {}
-        self.shim = _SshShim()
+        self.shim = _shim()
 
     # -- entry point -------------------------------------------------------------------------------
     def apply(self, parallel: int = 5) -> ApplyReport:
