@@ -16,6 +16,7 @@ command runs on every apply (as if its trigger had changed): a stricter test of 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -107,15 +108,10 @@ exec {real_ssh} "${{opts[@]}}" "$@"
         (self.dir / "opts" / host).write_text("".join(f"{opt}\n" for opt in ssh_opts))
 
 
-_SHIM: _SshShim | None = None
-
-
+@functools.cache
 def _shim() -> _SshShim:
     """One shim per process: it goes on PATH once."""
-    global _SHIM
-    if _SHIM is None:
-        _SHIM = _SshShim()
-    return _SHIM
+    return _SshShim()
 
 
 class Applier:
