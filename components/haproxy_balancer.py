@@ -75,7 +75,10 @@ class HaproxyBalancer(pulumi.ComponentResource):
                 )
             ],
             destroy_grace_seconds=10,
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config])),
+            # The fixed name and host ports cannot exist twice: remove the old one, then create.
+            opts=pulumi.ResourceOptions.merge(
+                on_host, pulumi.ResourceOptions(depends_on=[self.config], delete_before_replace=True)
+            ),
         )
         # Registered last: the balancer counts as done once its container runs the checked config.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

@@ -51,7 +51,8 @@ class NginxBackend(pulumi.ComponentResource):
                     file="/usr/share/nginx/html/index.html", content=render.nginx_page(args.number)
                 )
             ],
-            opts=on_host,
+            # The fixed name and host port cannot exist twice: remove the old one, then create.
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         # Registered last: the component's outputs exist once the server runs.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

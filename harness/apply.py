@@ -324,6 +324,11 @@ class Applier:
             return "unchanged", False, name
         action = "created"
         if existing is not None:
+            if not resource.delete_before_replace:
+                raise ApplyError(
+                    f"{resource.name}: replacing {name} needs delete_before_replace (Pulumi would "
+                    "create the new container first and collide with the old one's name)"
+                )
             existing.stop(timeout=int(inputs.get("destroyGraceSeconds", 10)))
             existing.remove()
             action = "replaced"

@@ -35,6 +35,7 @@ class Declared:
     parent: str
     dependencies: list[str]
     secret_paths: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -128,6 +129,7 @@ class _RecordingMonitor(MockMonitor):
                     request.parent,
                     sorted(set(request.dependencies)),
                     secret_paths,
+                    request.deleteBeforeReplace,
                 )
             )
         return response

@@ -98,6 +98,7 @@ def test_three_servers_and_two_balancers_run(program):
     pages = [c.inputs["uploads"][0]["content"] for c in servers]
     assert [re.search(r"Hello world from server (\d)!", p).group(1) for p in pages] == ["1", "2", "3"]
     for container in servers + balancers:
+        assert container.delete_before_replace  # fixed names and ports: the old one must go first
         assert container.inputs["restart"] == "unless-stopped"
         assert (
             container.inputs["image"]
