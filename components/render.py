@@ -115,11 +115,11 @@ def script(name: str, **variables: str) -> str:
     """A host script from `files/scripts/`, preceded by its inputs as quoted shell assignments.
 
     The scripts stay plain files that `bash -n` and shellcheck read; the values go in as data, never
-    spliced into the code.
+    spliced into the code. `lib.sh` (helpers that check before they change) goes in front of each.
     """
-    body = (files_dir() / "scripts" / name).read_text()
+    scripts = files_dir() / "scripts"
     header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(variables.items()))
-    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{body}"
+    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{(scripts / 'lib.sh').read_text()}{(scripts / name).read_text()}"
 
 
 def b64(text: str) -> str:
@@ -161,7 +161,11 @@ def haproxy_config_delete_script() -> str:
 
 
 def vrrp_host_script(cluster: Cluster) -> str:
-    return script("vrrp-host.sh", INTERFACE=cluster.vrrp.interface)
+    return script(
+        "vrrp-host.sh",
+        INTERFACE=cluster.vrrp.interface,
+        APT_MAX_AGE_MINUTES=str(cluster.host_prep.apt_max_age_minutes),
+    )
 
 
 def vrrp_host_delete_script(cluster: Cluster) -> str:

@@ -12,4 +12,4 @@ if ! sudo -n true 2>/dev/null; then
 fi
 command -v apt-get >/dev/null || { echo "pihalb: $(hostname) has no apt-get (Debian/Ubuntu expected)" >&2; exit 1; }
 echo "pong from $(hostname) ($arch)"
-echo "pihalb-changed: no"
+report_changed

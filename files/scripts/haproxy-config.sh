@@ -1,7 +1,6 @@
 # Put haproxy.cfg in place on a balancer: checked by the very HAProxy binary that will run it, swapped in
 # atomically, and the running HAProxy reloaded without dropping connections (master-worker, SIGUSR2).
 set -eu
-changed=no
 staged=$(mktemp)
 trap 'rm -f "$staged"' EXIT
 printf '%s' "$CONFIG_B64" | base64 -d >"$staged"
@@ -19,4 +18,4 @@ if ! sudo -n cmp -s "$staged" "$live"; then
         echo "$CONTAINER reloaded"
     fi
 fi
-echo "pihalb-changed: $changed"
+report_changed

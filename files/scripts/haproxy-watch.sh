@@ -3,16 +3,6 @@
 # the moment it starts, is signalled to stop, or dies; keepalived sees the change through inotify,
 # without polling. Reload signals (USR2, HUP) are not stops.
 set -eu
-changed=no
-install_if_different() { # content mode destination
-    staged=$(mktemp)
-    printf '%s\n' "$1" >"$staged"
-    if ! sudo -n cmp -s "$staged" "$3"; then
-        sudo -n install -D -m "$2" -o root -g root "$staged" "$3"
-        changed=yes
-    fi
-    rm -f "$staged"
-}
 
 watcher="#!/bin/sh
 # Installed by pi-ha-lb: keep $TRACK_FILE at 1 while container $CONTAINER runs, 0 otherwise.
@@ -52,12 +42,5 @@ if [ "$changed" = yes ]; then
     sudo -n systemctl daemon-reload
     sudo -n systemctl restart pihalb-haproxy-watch
 fi
-if [ "$(systemctl is-enabled pihalb-haproxy-watch 2>/dev/null || true)" != enabled ]; then
-    sudo -n systemctl enable pihalb-haproxy-watch
-    changed=yes
-fi
-if ! systemctl is-active --quiet pihalb-haproxy-watch; then
-    sudo -n systemctl start pihalb-haproxy-watch
-    changed=yes
-fi
-echo "pihalb-changed: $changed"
+ensure_running pihalb-haproxy-watch
+report_changed

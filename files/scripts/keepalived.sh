@@ -1,7 +1,6 @@
 # Put keepalived.conf in place: validated by keepalived itself before it replaces the live file, then
 # the service enabled and reloaded (a reload keeps the VRRP state; a restart would drop the VIP).
 set -eu
-changed=no
 staged=$(mktemp)
 trap 'rm -f "$staged"' EXIT
 printf '%s' "$CONFIG_B64" | base64 -d >"$staged"
@@ -16,12 +15,5 @@ if ! sudo -n cmp -s "$staged" "$live"; then
         sudo -n systemctl reload keepalived
     fi
 fi
-if [ "$(systemctl is-enabled keepalived 2>/dev/null || true)" != enabled ]; then
-    sudo -n systemctl enable keepalived
-    changed=yes
-fi
-if ! systemctl is-active --quiet keepalived; then
-    sudo -n systemctl start keepalived
-    changed=yes
-fi
-echo "pihalb-changed: $changed"
+ensure_running keepalived
+report_changed

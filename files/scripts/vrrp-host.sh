@@ -2,16 +2,6 @@
 # iptables rules accepting VRRP (protocol 112) and multicast, re-applied at boot by a systemd unit.
 # Rules are added only when absent, so a second run changes nothing.
 set -eu
-changed=no
-install_if_different() { # content mode destination
-    staged=$(mktemp)
-    printf '%s\n' "$1" >"$staged"
-    if ! sudo -n cmp -s "$staged" "$3"; then
-        sudo -n install -D -m "$2" -o root -g root "$staged" "$3"
-        changed=yes
-    fi
-    rm -f "$staged"
-}
 
 install_if_different "net.ipv4.ip_forward = 1" 0644 /etc/sysctl.d/60-pihalb-vrrp.conf
 if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != 1 ]; then
@@ -19,12 +9,7 @@ if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != 1 ]; then
     changed=yes
 fi
 
-for pkg in iptables keepalived psmisc; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        sudo -n DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "$pkg"
-        changed=yes
-    fi
-done
+ensure_packages iptables keepalived psmisc
 
 rules="#!/bin/sh
 # Installed by pi-ha-lb: accept VRRP and multicast on $INTERFACE (added only when absent).
@@ -49,13 +34,10 @@ install_if_different "$unit" 0644 /etc/systemd/system/pihalb-vrrp-firewall.servi
 if [ "$changed" = yes ]; then
     sudo -n systemctl daemon-reload
 fi
-if [ "$(systemctl is-enabled pihalb-vrrp-firewall 2>/dev/null || true)" != enabled ]; then
-    sudo -n systemctl enable pihalb-vrrp-firewall
-    changed=yes
-fi
+ensure_running pihalb-vrrp-firewall
 if ! sudo -n iptables -C INPUT -i "$INTERFACE" -p vrrp -j ACCEPT 2>/dev/null \
     || ! sudo -n iptables -C INPUT -i "$INTERFACE" -d 224.0.0.0/8 -j ACCEPT 2>/dev/null; then
     sudo -n /usr/local/sbin/pihalb-vrrp-firewall
     changed=yes
 fi
-echo "pihalb-changed: $changed"
+report_changed
