@@ -75,19 +75,21 @@ class Load:
         self.recording.samples.sort(key=lambda s: s.t)
         return self.recording
 
-    def _one(self, at: float) -> None:
+    def _one(self) -> None:
+        sent = self.elapsed()  # when it really went out, not when it was due: a late request is no alibi
         reply = get(self.host, timeout=self.timeout)
         ok = reply.status == 200 and reply.server is not None
-        self.recording.samples.append(Sample(round(at, 3), ok, reply.server, reply.error or str(reply.status)))
+        self.recording.samples.append(Sample(round(sent, 3), ok, reply.server, reply.error or str(reply.status)))
 
     def _drive(self) -> None:
-        with ThreadPoolExecutor(max_workers=32) as pool:
+        # Enough workers that requests hanging for the whole timeout never delay the ones due after them.
+        with ThreadPoolExecutor(max_workers=int(self.rate * self.timeout * 2) + 8) as pool:
             for i in range(int(self.recording.seconds * self.rate)):
                 at = i / self.rate
                 delay = self.t0 + at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                pool.submit(self._one, at)
+                pool.submit(self._one)
 
     def _probe(self) -> None:
         last_states = -1.0
