@@ -169,6 +169,15 @@ SCENARIOS = {
     for s in [
         Scenario("haproxy-kill", "HAProxy process killed on the MASTER", 15, _sh("lb1", "killall -9 haproxy")),
         Scenario(
+            "haproxy-kill-no-restart",
+            "HAProxy process killed on the MASTER, Docker's restart policy paused (the paper's case)",
+            18,
+            _sh("lb1", "docker update --restart=no pihalb-haproxy >/dev/null && killall -9 haproxy"),
+            _sh(
+                "lb1", "docker update --restart=unless-stopped pihalb-haproxy >/dev/null && docker start pihalb-haproxy"
+            ),
+        ),
+        Scenario(
             "haproxy-stop",
             "HAProxy container stopped on the MASTER",
             18,

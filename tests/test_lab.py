@@ -225,6 +225,19 @@ def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab):
     assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "1"
 
 
+def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab):
+    """After a reboot /run is empty: the track file's directory must come back before keepalived."""
+    lab.stop_host("lb1")
+    try:
+        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
+        assert get(VIP).status == 200
+    finally:
+        lab.start_host("lb1")
+    wait_until("the VIP back on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
+    wait_until("the site through lb1", lambda: get(VIP).status == 200, 10)
+    assert keepalived_state(lab, "lb1") == "MASTER"
+
+
 def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab):
     _, report = lab_stack.apply(lab, lambda c: c["pihalb:cluster"]["vrrp"].update(mode="unicast"), stack="dev-tuned")
     assert report.by_name("vrrp-lb1-keepalived").changed

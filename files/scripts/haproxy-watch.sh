@@ -24,6 +24,13 @@ while true; do
     sleep 1
 done"
 install_if_different "$watcher" 0755 /usr/local/sbin/pihalb-haproxy-watch
+# /run is empty after a boot: without the directory keepalived drops the track file for good.
+track_dir=$(dirname "$TRACK_FILE")
+install_if_different "d $track_dir 0755 root root -" 0644 /etc/tmpfiles.d/pihalb.conf
+if [ ! -d "$track_dir" ]; then
+    sudo -n systemd-tmpfiles --create /etc/tmpfiles.d/pihalb.conf
+    changed=yes
+fi
 unit="[Unit]
 Description=pi-ha-lb: HAProxy container state for keepalived's track file
 After=docker.service
