@@ -41,7 +41,8 @@ ensure_packages() {
     fi
 }
 
-apt_get() { sudo -n DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Options::=--force-confold "$@"; }
+# Waits for a dpkg lock held by someone else (unattended-upgrades on a freshly booted Pi, say).
+apt_get() { sudo -n DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold "$@"; }
 
 refresh_apt_lists() {
     if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin "-${APT_MAX_AGE_MINUTES:-60}" 2>/dev/null | head -n 1)" ]; then
