@@ -47,14 +47,15 @@ class HaproxyBalancer(pulumi.ComponentResource):
         cluster, prepared, hp = args.cluster, args.prepared, args.cluster.haproxy
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", cluster, "haproxy", on_host)
-        image_name = render.image_name(cluster, "haproxy")
         config = pulumi.Output.from_input(args.stats_password).apply(
             lambda password: render.haproxy_cfg(cluster, args.host, args.servers, password)
         )
         self.config = remote_script(
             f"{name}-config",
             prepared.connection,
-            config.apply(lambda text: render.haproxy_config_script(text, image_name)),
+            pulumi.Output.all(config, self.image.image_name).apply(
+                lambda text_and_image: render.haproxy_config_script(*text_and_image)
+            ),
             delete_script=render.haproxy_config_delete_script(),
             parent=self,
             depends_on=[prepared.ready, self.image, *args.after],
