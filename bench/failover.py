@@ -145,19 +145,9 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
     run.notes.append(f"served with the change: {served == f'run-{run.run}'}")
 
 
-def _block_multicast(lab: Lab, run: Run) -> None:
-    for name in ("lb1", "lb2"):
-        lab.sh(name, "iptables -I INPUT 1 -d 224.0.0.18 -j DROP")
-
-
-def _unblock_multicast(lab: Lab, run: Run) -> None:
-    for name in ("lb1", "lb2"):
-        lab.sh(name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")
-
-
 def _block_and_check(lab: Lab, run: Run) -> None:
     """Block VRRP multicast on both balancers, then ask the operator's status check what it sees."""
-    _block_multicast(lab, run)
+    lab_stack.block_vrrp_multicast(lab)
     time.sleep(5)
     status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
     verdict = next(line for line in status.stdout.splitlines() if line.startswith("VIP "))
@@ -172,10 +162,8 @@ SCENARIOS = {
             "haproxy-kill-no-restart",
             "HAProxy process killed on the MASTER, Docker's restart policy paused (the paper's case)",
             18,
-            _sh("lb1", "docker update --restart=no pihalb-haproxy >/dev/null && killall -9 haproxy"),
-            _sh(
-                "lb1", "docker update --restart=unless-stopped pihalb-haproxy >/dev/null && docker start pihalb-haproxy"
-            ),
+            lambda lab, run: lab_stack.kill_haproxy_for_good(lab, "lb1"),
+            lambda lab, run: lab_stack.restore_haproxy(lab, "lb1"),
         ),
         Scenario(
             "haproxy-stop",
@@ -217,7 +205,7 @@ SCENARIOS = {
             "multicast blocked between the balancers",
             18,
             _block_and_check,
-            _unblock_multicast,
+            lambda lab, run: lab_stack.unblock_vrrp_multicast(lab),
             profiles=("paper", "unicast"),
         ),
         Scenario(

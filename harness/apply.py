@@ -123,6 +123,12 @@ class Applier:
         self.log = log
         self.clients: dict[str, docker.DockerClient] = {}
         self.shim = _shim()
+        self.handlers = {
+            "command:remote:Command": self._command,
+            "pulumi:providers:docker": self._provider,
+            "docker:index/image:Image": self._image,
+            "docker:index/container:Container": self._container,
+        }
 
     # -- entry point -------------------------------------------------------------------------------
     def apply(self, parallel: int = 5) -> ApplyReport:
@@ -142,11 +148,11 @@ class Applier:
     def _prerequisites(self, resource: Declared) -> set[str]:
         """What must be applied first: declared dependencies, the provider, and those of its components."""
         needs = set(resource.dependencies)
-        if resource.provider:
-            needs.add(resource.provider.rsplit("::", 1)[0])
+        if resource.provider_urn:
+            needs.add(resource.provider_urn)
         parent = resource.parent
         while parent:
-            component = next((r for r in self.program.resources if r.urn == parent), None)
+            component = self.program.find(parent)
             if component is None:
                 break
             needs |= set(component.dependencies)
@@ -156,13 +162,7 @@ class Applier:
     def _apply_one(self, resource: Declared, waits: list[Future], report: ApplyReport) -> None:
         for future in waits:
             future.result()  # a failed prerequisite fails this one too, with the first error
-        handlers = {
-            "command:remote:Command": self._command,
-            "pulumi:providers:docker": self._provider,
-            "docker:index/image:Image": self._image,
-            "docker:index/container:Container": self._container,
-        }
-        handler = handlers.get(resource.type)
+        handler = self.handlers.get(resource.type)
         if handler is None:
             raise ApplyError(f"{resource.name}: the harness cannot apply resource type {resource.type}")
         started = time.monotonic()
@@ -252,9 +252,9 @@ class Applier:
         return "configured", False, f"docker {info['ServerVersion']} on {address}"
 
     def _client_for(self, resource: Declared) -> docker.DockerClient:
-        if not resource.provider:
+        urn = resource.provider_urn
+        if urn is None:
             raise ApplyError(f"{resource.name}: no explicit Docker provider (it would deploy to the wrong daemon)")
-        urn = resource.provider.rsplit("::", 1)[0]
         if urn not in self.clients:
             raise ApplyError(f"{resource.name}: its provider {urn} was not applied before it")
         return self.clients[urn]
@@ -310,6 +310,8 @@ class Applier:
                 "sysctls",
             },
         )
+        for upload in inputs.get("uploads", []):
+            _require_known(resource, upload, {"file", "content"}, "upload ")
         client = self._client_for(resource)
         spec = _spec_hash(inputs, client.images.get(inputs["image"]).id)
         name = inputs["name"]
@@ -334,7 +336,6 @@ class Applier:
             action = "replaced"
         container = client.containers.create(**_create_kwargs(resource, inputs, spec))
         for upload in inputs.get("uploads", []):
-            _require_known(resource, upload, {"file", "content"}, "upload ")
             container.put_archive("/", _tar_one(upload["file"], upload["content"]))
         container.start()
         return action, True, name

@@ -12,8 +12,6 @@ from harness import program
 from harness.apply import Applier, ApplyReport
 from harness.observe import get, haproxy_servers, wait_until
 
-SECRET_KEYS = ["pihalb:sshPrivateKey", "pihalb:vrrpPassword", "pihalb:statsPassword"]
-
 
 def lab_layer(lab) -> dict:
     """Host keys the lab recorded, and the secrets it generated (scripts/deploy-dev sets the same)."""
@@ -35,7 +33,7 @@ def dev_config(lab, alter: Callable[[dict], None] | None = None, stack: str = "d
 
 def declare(lab, alter: Callable[[dict], None] | None = None, stack: str = "dev") -> program.Program:
     """Run the program on a lab stack (`dev`, `dev-tuned`) under mocks: what `pulumi up` would do."""
-    return program.run(stack, dev_config(lab, alter, stack), SECRET_KEYS)
+    return program.run(stack, dev_config(lab, alter, stack), program.SECRET_CONFIG_KEYS)
 
 
 def apply(
@@ -73,3 +71,29 @@ def wait_serving(lab, timeout: float = 60) -> None:
         )
     wait_until(f"the VIP on {balancers[0].name} alone", lambda: lab.vip_holders() == [balancers[0].name], timeout)
     wait_until("the site through the VIP", lambda: get(str(lab.vip.ip)).status == 200, timeout)
+
+
+def kill_haproxy_for_good(lab, host: str) -> None:
+    """The paper's kill of HAProxy; Docker's restart policy is paused first, or it would undo it in ~0.3 s."""
+    lab.sh(host, f"docker update --restart=no {render.HAPROXY_CONTAINER} >/dev/null && killall -9 haproxy")
+
+
+def restore_haproxy(lab, host: str) -> None:
+    lab.sh(
+        host,
+        f"docker update --restart=unless-stopped {render.HAPROXY_CONTAINER} >/dev/null "
+        f"&& docker start {render.HAPROXY_CONTAINER}",
+    )
+
+
+def block_vrrp_multicast(lab) -> None:
+    """The paper's firewall trouble: VRRP adverts to 224.0.0.18 dropped on both balancers."""
+    for host in lab.hosts:
+        if host.role == "balancer":
+            lab.sh(host.name, "iptables -I INPUT 1 -d 224.0.0.18 -j DROP")
+
+
+def unblock_vrrp_multicast(lab) -> None:
+    for host in lab.hosts:
+        if host.role == "balancer":
+            lab.sh(host.name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")

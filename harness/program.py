@@ -19,8 +19,12 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 
+from components.settings import CONFIG_NAMESPACE, SECRET_KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "pi-ha-lb"
+# The secret keys as namespaced config keys: what `pulumi config set --secret` marks secret.
+SECRET_CONFIG_KEYS = [f"{CONFIG_NAMESPACE}:{key}" for key in SECRET_KEYS]
 
 
 @dataclass
@@ -36,6 +40,11 @@ class Declared:
     dependencies: list[str]
     secret_paths: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+
+    @property
+    def provider_urn(self) -> str | None:
+        """The URN of its explicit provider (the reference is `urn::id`)."""
+        return self.provider.rsplit("::", 1)[0] if self.provider else None
 
 
 @dataclass
@@ -55,8 +64,8 @@ class Program:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
 
-    def by_urn(self, urn: str) -> Declared:
-        return next(r for r in self.resources if r.urn == urn)
+    def find(self, urn: str) -> Declared | None:
+        return next((r for r in self.resources if r.urn == urn), None)
 
     def depends_on(self, resource: Declared, other: Declared) -> bool:
         """True when `resource` waits for `other`, directly, through a parent, or transitively."""
@@ -67,7 +76,7 @@ class Program:
             if urn in seen:
                 continue
             seen.add(urn)
-            current = next((r for r in self.resources if r.urn == urn), None)
+            current = self.find(urn)
             if current is None:
                 continue
             if other.urn in current.dependencies:

@@ -13,7 +13,6 @@ from harness import program
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
-SECRET_KEYS = ["pihalb:sshPrivateKey", "pihalb:vrrpPassword", "pihalb:statsPassword"]
 VRRP_PASSWORD = "vr5ecret"
 STATS_PASSWORD = "stats-Pa55word-xyz"
 
@@ -63,6 +62,6 @@ def run_stack(stack_config):
         config = stack_config(stack)
         if alter:
             alter(config)
-        return program.run(stack, config, SECRET_KEYS, declared=declared)
+        return program.run(stack, config, program.SECRET_CONFIG_KEYS, declared=declared)
 
     return run

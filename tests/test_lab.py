@@ -100,14 +100,14 @@ def test_a_stopped_server_is_taken_out_and_clients_keep_getting_answers(deployed
 
 def test_haproxy_killed_on_master_moves_the_vip_and_back(deployed, lab):
     """The paper's test. Docker's restart policy is paused first, or the kill would be undone in ~1 s."""
-    lab.sh("lb1", "docker update --restart=no pihalb-haproxy >/dev/null && killall -9 haproxy")
+    lab_stack.kill_haproxy_for_good(lab, "lb1")
     try:
         wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
         assert keepalived_state(lab, "lb2") == "MASTER"
         assert keepalived_state(lab, "lb1") == "BACKUP"
         wait_until("the site through lb2", lambda: get(VIP).status == 200, 10)
     finally:
-        lab.sh("lb1", "docker update --restart=unless-stopped pihalb-haproxy >/dev/null && docker start pihalb-haproxy")
+        lab_stack.restore_haproxy(lab, "lb1")
     wait_until("the VIP back on lb1 (preemption)", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
     assert keepalived_state(lab, "lb1") == "MASTER"
     assert keepalived_state(lab, "lb2") == "BACKUP"
@@ -154,26 +154,16 @@ def _status(lab) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)
 
 
-def _block_multicast(lab) -> None:
-    for name in ("lb1", "lb2"):
-        lab.sh(name, "iptables -I INPUT 1 -d 224.0.0.18 -j DROP")
-
-
-def _unblock_multicast(lab) -> None:
-    for name in ("lb1", "lb2"):
-        lab.sh(name, "while iptables -D INPUT -d 224.0.0.18 -j DROP 2>/dev/null; do :; done")
-
-
 def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab):
     """The paper's firewall trouble: with multicast VRRP and adverts dropped, both balancers take the VIP."""
-    _block_multicast(lab)
+    lab_stack.block_vrrp_multicast(lab)
     try:
         wait_until("both balancers holding the VIP", lambda: lab.vip_holders() == ["lb1", "lb2"], FAILOVER_S)
         status = _status(lab)
         assert status.returncode == 2
         assert "SPLIT BRAIN" in status.stdout
     finally:
-        _unblock_multicast(lab)
+        lab_stack.unblock_vrrp_multicast(lab)
     wait_until("one holder again", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
     assert _status(lab).returncode == 0
 
@@ -214,13 +204,13 @@ def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path, monkeypat
 
 
 def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab):
-    lab.sh("lb1", "docker update --restart=no pihalb-haproxy >/dev/null && killall -9 haproxy")
+    lab_stack.kill_haproxy_for_good(lab, "lb1")
     try:
         wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
         assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "0"
         assert get(VIP).status == 200
     finally:
-        lab.sh("lb1", "docker update --restart=unless-stopped pihalb-haproxy >/dev/null && docker start pihalb-haproxy")
+        lab_stack.restore_haproxy(lab, "lb1")
     wait_until("the VIP back on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
     assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "1"
 
@@ -242,11 +232,11 @@ def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab):
     _, report = lab_stack.apply(lab, lambda c: c["pihalb:cluster"]["vrrp"].update(mode="unicast"), stack="dev-tuned")
     assert report.by_name("vrrp-lb1-keepalived").changed
     wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    _block_multicast(lab)
+    lab_stack.block_vrrp_multicast(lab)
     try:
         time.sleep(5)  # many advert intervals: a split brain would have shown by now
         assert lab.vip_holders() == ["lb1"]
         assert keepalived_state(lab, "lb2") == "BACKUP"
         assert _status(lab).returncode == 0
     finally:
-        _unblock_multicast(lab)
+        lab_stack.unblock_vrrp_multicast(lab)
