@@ -1,5 +1,7 @@
 """Five simulated Raspberry Pis (systemd + SSH containers) for applying the program for real on one machine."""
 
-from lab.lab import Host, Lab, LabError
+from components.settings import Host
+from lab.lab import HostStatus, Lab
+from lab.output import LabError
 
-__all__ = ["Host", "Lab", "LabError"]
+__all__ = ["Host", "HostStatus", "Lab", "LabError"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 
-from lab.lab import Lab, LabError, say
+from lab.lab import HostStatus, Lab
+from lab.output import LabError, say
 
 STATUS_COLUMNS = ["name", "address", "container", "systemd", "docker", "keepalived", "vip"]
 
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             lab.down(all_images=args.all)
         elif args.command == "seed":
             for row in lab.status():
-                if row["docker"] == "active":
-                    lab.seed_base_image(row["name"])
+                if row.docker == "active":
+                    lab.seed_base_image(row.name)
         else:
             rows = lab.status()
             print_status(rows)
@@ -49,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def vip_verdict(lab: Lab, rows: list[dict]) -> tuple[str, bool]:
+def vip_verdict(lab: Lab, rows: list[HostStatus]) -> tuple[str, bool]:
     """One VIP holder is the only healthy answer: none is an outage, two is a VRRP split brain."""
-    holders = [row["name"] for row in rows if row["vip"]]
+    holders = [row.name for row in rows if row.vip]
     if len(holders) == 1:
         return f"VIP {lab.vip.ip}: held by {holders[0]}", True
     if not holders:
@@ -59,8 +61,8 @@ def vip_verdict(lab: Lab, rows: list[dict]) -> tuple[str, bool]:
     return f"VIP {lab.vip.ip}: SPLIT BRAIN, held by {', '.join(holders)} (VRRP adverts are not getting through)", False
 
 
-def print_status(rows: list[dict]) -> None:
-    cells = [[str(row[column]) for column in STATUS_COLUMNS] for row in rows]
+def print_status(rows: list[HostStatus]) -> None:
+    cells = [[str(asdict(row)[column]) for column in STATUS_COLUMNS] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(STATUS_COLUMNS)]
     for line in [STATUS_COLUMNS, *cells]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

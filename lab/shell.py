@@ -1,0 +1,64 @@
+"""Commands inside a host as root, through `docker exec`: inspection, fault injection, image seeding.
+
+Never how the program reaches a host (that is SSH, as on a real Pi); this is the lab's console cable.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+from docker.errors import NotFound
+from docker.models.containers import Container
+from docker.utils.socket import frames_iter
+
+from lab.engine import Engine
+from lab.inventory import Inventory, container_name
+from lab.output import LabError
+
+
+class Shell:
+    """Root shells on the hosts of one inventory."""
+
+    def __init__(self, engine: Engine, inventory: Inventory):
+        self.engine = engine
+        self.inventory = inventory
+
+    def container(self, name: str) -> Container:
+        """The outer container of host `name`."""
+        wanted = container_name(self.inventory.host(name))
+        try:
+            return self.engine.client.containers.get(wanted)
+        except NotFound as error:
+            raise LabError(f"{name}: container {wanted} does not exist; run `python -m lab up`") from error
+
+    def sh(self, name: str, command: str, check: bool = True, timeout: int = 60) -> tuple[int, str]:
+        """Run `command` as root inside host `name`, bounded by coreutils `timeout` (exit 124 when it fires).
+
+        Returns (exit code, stdout+stderr); with `check`, a non-zero exit raises LabError.
+        """
+        wrapped = ["timeout", "--kill-after=5", str(timeout), "sh", "-c", command]
+        result = self.container(name).exec_run(wrapped, user="root")
+        output = result.output.decode(errors="replace")
+        if check and result.exit_code != 0:
+            why = f"timed out after {timeout}s" if result.exit_code == 124 else f"exited {result.exit_code}"
+            raise LabError(f"{name}: `{command}` {why}:\n{output}")
+        return result.exit_code, output
+
+    def stream_in(self, name: str, command: list[str], chunks: Iterable[bytes]) -> str:
+        """Run `command` in host `name` with `chunks` streamed to its stdin (what `docker exec -i` does)."""
+        api = self.engine.client.api
+        exec_id = api.exec_create(self.container(name).id, command, stdin=True, stdout=True, stderr=True)["Id"]
+        stream = api.exec_start(exec_id, socket=True)
+        raw_socket = getattr(stream, "_sock", stream)
+        try:
+            for chunk in chunks:
+                raw_socket.sendall(chunk)
+            raw_socket.shutdown(socket.SHUT_WR)
+            output = b"".join(data for _, data in frames_iter(stream, tty=False)).decode(errors="replace")
+        finally:
+            stream.close()
+        exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        if exit_code != 0:
+            raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{output}")
+        return output
