@@ -40,6 +40,12 @@ class Declared:
     dependencies: list[str]
     secret_paths: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    custom: bool = True
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    replacement_trigger: Any = None
+    retain_on_delete: bool = False
 
     @property
     def provider_urn(self) -> str | None:
@@ -128,6 +134,9 @@ class _RecordingMonitor(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             secret_paths: list[str] = []
             inputs = _unwrap_secrets(rpc.deserialize_properties(request.object), "", secret_paths)
+            trigger = None
+            if request.HasField("replacement_trigger"):
+                trigger = _unwrap_secrets(rpc.deserialize_property(request.replacement_trigger), "", [])
             self.mocks.resources.append(
                 Declared(
                     request.type,
@@ -139,6 +148,12 @@ class _RecordingMonitor(MockMonitor):
                     sorted(set(request.dependencies)),
                     secret_paths,
                     request.deleteBeforeReplace,
+                    request.custom,
+                    {key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()},
+                    list(request.replaceOnChanges),
+                    list(request.ignoreChanges),
+                    trigger,
+                    request.retainOnDelete,
                 )
             )
         return response

@@ -1,0 +1,49 @@
+"""`python -m harness preview|up|destroy STACK`: the lab engine, for a stack's program and checkpoint.
+
+preview prints the plan and touches nothing; up applies it and prints the stack outputs; destroy
+deletes everything the checkpoint holds, running the delete scripts. The host keys and secrets come
+from `.pihalb-engine/STACK/config.json` (the lab writes them; `python -m lab deploy` also seeds the
+lab's base image into each new Docker daemon, which a fresh lab host needs before its first build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness import program
+from harness.backend import ROOT, Backend
+from harness.command_ops import StepError
+from harness.engine import Engine
+from harness.plan import render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser.add_argument("verb", choices=["preview", "up", "destroy"])
+    parser.add_argument("stack")
+    args = parser.parse_args(argv)
+    backend = Backend()
+    engine = Engine(backend.checkpoint(args.stack), ROOT)
+    try:
+        if args.verb == "destroy":
+            engine.destroy()
+            print(f"destroyed: the checkpoint of {args.stack} holds no resources")
+            return 0
+        declared = program.run(args.stack, backend.config(args.stack), program.SECRET_CONFIG_KEYS)
+        if args.verb == "preview":
+            print(render(engine.preview(declared), args.stack))
+            return 0
+        plan, _ = engine.up(declared)
+        print(render(plan, args.stack, verb="Updated"))
+        print("Outputs:")
+        print(json.dumps(declared.outputs, indent=2))
+    except StepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

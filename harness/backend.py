@@ -1,0 +1,49 @@
+"""Where the lab engine keeps a stack: its checkpoint and the config a user would `pulumi config set`.
+
+Like Pulumi's local backend (`pulumi login --local`): one directory per stack under `.pihalb-engine/`
+(git-ignored, 0700). `config.json` holds the values that cannot live in `Pulumi.<stack>.yaml`
+(host keys, secrets), `state.json` the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness import program
+from harness.state import Checkpoint
+
+ROOT = program.ROOT
+DEFAULT_DIR = ROOT / ".pihalb-engine"
+
+
+class Backend:
+    def __init__(self, directory: Path = DEFAULT_DIR) -> None:
+        self.directory = directory
+
+    def stack_dir(self, stack: str) -> Path:
+        return self.directory / stack
+
+    def checkpoint(self, stack: str) -> Checkpoint:
+        return Checkpoint.load(self.stack_dir(stack) / "state.json")
+
+    def set_config(self, stack: str, values: dict[str, Any]) -> None:
+        """What `pulumi config set [--secret]` would add to the stack (kept 0600, outside git)."""
+        path = self.stack_dir(stack) / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(values, handle, indent=2)
+
+    def config(self, stack: str) -> dict[str, Any]:
+        """The stack file's config, then the values set for it."""
+        path = self.stack_dir(stack) / "config.json"
+        extra = json.loads(path.read_text()) if path.exists() else {}
+        return program.stack_file_config(stack) | extra
+
+    def remove(self, stack: str) -> None:
+        """Forget a stack whose hosts are gone (`pulumi stack rm --force`)."""
+        shutil.rmtree(self.stack_dir(stack), ignore_errors=True)

@@ -1,0 +1,254 @@
+"""The lab engine: carry out a plan with Pulumi's ordering, saving the checkpoint after every step.
+
+Ordering (pulumi/pulumi pkg/resource/deploy/step_executor.go, deployment_executor.go):
+- each declared resource's step starts once the steps of everything it depends on are done (its
+  dependencies, property dependencies, provider and parent), several at a time;
+- a create-before-delete replacement creates the new resource in that place; its old copy is marked
+  pending deletion and deleted at the end, with the resources no longer declared;
+- a deleteBeforeReplace replacement deletes (dependents first) and then creates, in its place;
+- the deletes at the end run dependents first, several at a time;
+- `destroy` deletes everything the checkpoint holds in the same order.
+A failed step stops new steps from starting; finished ones stay recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness import rules
+from harness.command_ops import CommandOps, StepError, host_changed
+from harness.docker_ops import ContainerOps, ImageOps, ProviderOps, Providers
+from harness.plan import Plan, Step, delete_order, make_plan, needs
+from harness.program import PROJECT, Program
+from harness.state import STACK_TYPE, Checkpoint, Resource, now
+
+PARALLEL = 10  # Pulumi's default --parallel is large; the lab's two cores are the real limit
+
+
+class Ops(Protocol):
+    def create(self, new: Resource) -> tuple[str, dict]: ...
+    def update(self, old: Resource, new: Resource) -> dict: ...
+    def delete(self, old: Resource) -> None: ...
+
+
+@dataclass
+class Done:
+    """One step carried out."""
+
+    name: str
+    type: str
+    op: str
+    started: float  # monotonic
+    seconds: float
+    host_changed: bool | None = None
+
+
+@dataclass
+class Report:
+    done: list[Done] = field(default_factory=list)
+
+    def ops(self) -> dict[str, str]:
+        return {d.name: d.op for d in self.done if d.op != "same"}
+
+    def by_name(self, name: str) -> Done:
+        return next(d for d in self.done if d.name == name)
+
+
+class Engine:
+    """Plans and applies one stack's program against its checkpoint."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        root: Path,
+        on_docker_ready: Callable[[str], None] | None = None,
+        log: Callable[[str], None] = print,
+        parallel: int = PARALLEL,
+        ops: dict[str, Ops] | None = None,
+    ) -> None:
+        self.checkpoint, self.log, self.parallel = checkpoint, log, parallel
+        self.providers = Providers(on_docker_ready)
+        lookup = self._lookup
+        self.provider_ops = ProviderOps(self.providers)
+        self.ops: dict[str, Ops] = {
+            rules.COMMAND: CommandOps(),
+            rules.DOCKER_PROVIDER: self.provider_ops,
+            rules.IMAGE: ImageOps(self.providers, lookup, root),
+            rules.CONTAINER: ContainerOps(self.providers, lookup),
+        } | (ops or {})
+        self._failed = threading.Event()
+        self._declared: dict[str, Resource] = {}
+        self.report = Report()
+
+    def _lookup(self, urn: str) -> Resource | None:
+        return (
+            self._declared.get(urn)
+            or self.checkpoint.get(urn)
+            or next((r for r in self.checkpoint.resources if r.urn == urn), None)
+        )
+
+    # -- entry points --------------------------------------------------------------------------------------
+    def preview(self, program: Program) -> Plan:
+        return make_plan(program, self.checkpoint)
+
+    def up(self, program: Program) -> tuple[Plan, Report]:
+        interrupted = self.checkpoint.interrupted()
+        if interrupted:
+            ops = ", ".join(f"{p['type']} {p['resource']['urn'].rsplit('::', 1)[-1]}" for p in interrupted)
+            self.log(f"warning: the last update was interrupted during: {ops}; continuing from the state it left")
+            self.checkpoint.clear_pending()
+        plan = make_plan(program, self.checkpoint)
+        self._declared = {s.urn: s.new for s in plan.steps if s.new is not None}
+        self._run_declared(plan)
+        self._run_deletes([s.old for s in plan.deletes if s.old is not None])
+        self._put_stack(program)
+        return plan, self.report
+
+    def destroy(self) -> Report:
+        doomed = [r for r in self.checkpoint.resources if r.type != STACK_TYPE]
+        self._run_deletes(doomed)
+        for stack in [r for r in self.checkpoint.resources if r.type == STACK_TYPE]:
+            self.checkpoint.finish({}, remove=stack)
+        return self.report
+
+    # -- declared resources --------------------------------------------------------------------------------
+    def _run_declared(self, plan: Plan) -> None:
+        futures: dict[str, Future] = {}
+        dependents_first = {s.urn: [d for d in plan.steps if d.dependent_of == s.urn] for s in plan.steps}
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            for step in plan.steps:
+                waits = [futures[u] for u in needs(step.new) if u in futures]  # type: ignore[arg-type]
+                futures[step.urn] = pool.submit(self._declared_step, step, waits, dependents_first[step.urn])
+            _raise_first(futures.values())
+
+    def _declared_step(self, step: Step, waits: list[Future], dependents: list[Step]) -> None:
+        for future in waits:
+            future.result()  # a failed prerequisite fails this one too
+        if self._failed.is_set():
+            raise Skipped(step.name)
+        try:
+            self._carry_out(step, dependents)
+        except Exception:
+            self._failed.set()  # as Pulumi: no new step starts after a failure; running ones finish
+            raise
+
+    def _carry_out(self, step: Step, dependents: list[Step]) -> None:
+        new, old = step.new, step.old
+        assert new is not None
+        started = time.monotonic()
+        changed = None
+        if not new.custom:  # a component: logical grouping, nothing to carry out
+            new.created = old.created if old else now()
+            self.checkpoint.put(new)
+            return
+        ops = self._ops(new)
+        if step.op == "same":
+            assert old is not None
+            new.id, new.outputs, new.created, new.modified = old.id, old.outputs, old.created, old.modified
+            if new.type == rules.DOCKER_PROVIDER:
+                self.provider_ops.same(new)
+            self.checkpoint.put(new)
+            return
+        if step.op == "create" or (step.op == "replace" and not step.delete_first):
+            self.log(f" {'+' if step.op == 'create' else '++'}  {step.name} creating")
+            entry = self.checkpoint.begin("creating", new)
+            new.id, new.outputs = ops.create(new)
+            new.created = new.modified = now()
+            if step.op == "replace" and old is not None:
+                self.checkpoint.mark_for_deletion(old)  # deleted at the end (create-before-delete)
+            self.checkpoint.finish(entry, put=new)
+        elif step.op == "update":
+            assert old is not None
+            self.log(f" ~  {step.name} updating [{', '.join(step.keys)}]")
+            entry = self.checkpoint.begin("updating", new)
+            new.id, new.created, new.modified = old.id, old.created, now()
+            new.outputs = ops.update(old, new)
+            self.checkpoint.finish(entry, put=new)
+        else:  # replace, delete before replace
+            for dependent in dependents:  # dependents that must be replaced too go first
+                if dependent.old is not None and self.checkpoint.get(dependent.urn) is dependent.old:
+                    self._delete(dependent.old)
+            if old is not None and self.checkpoint.get(old.urn) is old:
+                self._delete(old)
+            self.log(f" +   {step.name} creating (replacement)")
+            entry = self.checkpoint.begin("creating", new)
+            new.id, new.outputs = ops.create(new)
+            new.created = new.modified = now()
+            self.checkpoint.finish(entry, put=new)
+        if new.type == rules.COMMAND:
+            changed = host_changed(new.outputs)
+        self._record(step.name, new.type, step.op, started, changed)
+
+    # -- deletes -------------------------------------------------------------------------------------------
+    def _run_deletes(self, doomed: list[Resource]) -> None:
+        """Dependents first; independent deletes at the same time."""
+        ordered = delete_order(doomed, self.checkpoint.resources)
+        futures: dict[int, Future] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            for resource in ordered:
+                # wait for every earlier doomed resource that depends on this one
+                waits = [futures[id(r)] for r in ordered if id(r) in futures and resource.urn in needs(r)]
+                futures[id(resource)] = pool.submit(self._delete_after, resource, waits)
+            _raise_first(futures.values())
+
+    def _delete_after(self, resource: Resource, waits: list[Future]) -> None:
+        for future in waits:
+            future.result()
+        if self._failed.is_set():
+            raise Skipped(resource.name)
+        try:
+            self._delete(resource)
+        except Exception:
+            self._failed.set()
+            raise
+
+    def _delete(self, resource: Resource) -> None:
+        started = time.monotonic()
+        if resource.custom and not resource.retain_on_delete:
+            self.log(f" -   {resource.name} deleting")
+            entry = self.checkpoint.begin("deleting", resource)
+            self._ops(resource).delete(resource)
+            self.checkpoint.finish(entry, remove=resource)
+        else:
+            self.checkpoint.finish({}, remove=resource)
+        self._record(resource.name, resource.type, "delete", started, None)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _ops(self, resource: Resource) -> Ops:
+        ops = self.ops.get(resource.type)
+        if ops is None:
+            raise StepError(f"{resource.name}: the lab engine cannot apply resource type {resource.type}")
+        return ops
+
+    def _record(self, name: str, type_: str, op: str, started: float, changed: bool | None) -> None:
+        seconds = time.monotonic() - started
+        self.report.done.append(Done(name, type_, op, started, seconds, changed))
+        note = "" if changed is None else (" (host changed)" if changed else " (host unchanged)")
+        self.log(f"     {name} {op} done in {seconds:.1f}s{note}")
+
+    def _put_stack(self, program: Program) -> None:
+        urn = f"urn:pulumi:{program.stack}::{PROJECT}::{STACK_TYPE}::{PROJECT}-{program.stack}"
+        self.checkpoint.put(Resource(urn=urn, type=STACK_TYPE, custom=False, outputs=program.outputs))
+
+
+class Skipped(RuntimeError):
+    """Not started: an earlier step failed."""
+
+
+def _raise_first(futures) -> None:
+    """Wait for every started step, then raise the first real failure (not a knock-on skip)."""
+    errors = []
+    for future in futures:
+        try:
+            future.result()
+        except Exception as error:
+            errors.append(error)
+    real = [e for e in errors if not isinstance(e, Skipped)]
+    if errors:
+        raise (real or errors)[0]
