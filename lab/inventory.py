@@ -99,6 +99,11 @@ class Inventory:
         return self.settings.cluster.haproxy.frontend_port
 
     @property
+    def server_port(self) -> int:
+        """Where nginx answers on each server."""
+        return self.settings.cluster.nginx.server_port
+
+    @property
     def stats_port(self) -> int:
         return self.settings.cluster.haproxy.stats_port
 

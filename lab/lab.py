@@ -109,6 +109,10 @@ class Lab:
         return self.inventory.frontend_port
 
     @property
+    def server_port(self) -> int:
+        return self.inventory.server_port
+
+    @property
     def stats_port(self) -> int:
         return self.inventory.stats_port
 
