@@ -23,10 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import render  # noqa: E402
-from harness import lab_stack  # noqa: E402
-from harness.load import Load, Recording  # noqa: E402
-from harness.observe import get  # noqa: E402
+from drills import faults, stack  # noqa: E402
+from drills.load import Load, Recording  # noqa: E402
+from drills.observe import get_vip  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
@@ -34,7 +33,11 @@ RATE = 100  # requests per second
 TIMEOUT_S = 1.0  # per request: a client that waits longer counts it as failed
 FAULT_AT_S = 3.0
 PROFILES = {"paper": ("dev", None), "tuned": ("dev-tuned", None)}
-UNICAST = ("dev-tuned", lambda config: config["pihalb:cluster"]["vrrp"].update(mode="unicast"))
+UNICAST = ("dev-tuned", stack.unicast)
+
+
+def _quiet(line: str) -> None:
+    """The harness's step log, not wanted among the bench's lines."""
 
 
 @dataclass
@@ -86,39 +89,41 @@ class Scenario:
     profiles: tuple = ("paper", "tuned")
 
 
-def _sh(host: str, command: str) -> Callable[[Lab, Run], None]:
-    return lambda lab, run: lab.sh(host, command)
+def _on_master(fault: Callable[[Lab, str], None]) -> Callable[[Lab, Run], None]:
+    """A fault of `drills.faults` aimed at the intended VRRP MASTER."""
+    return lambda lab, run: fault(lab, lab.master.name)
+
+
+def _on_a_server(fault: Callable[[Lab, str], None]) -> Callable[[Lab, Run], None]:
+    """A fault of `drills.faults` aimed at the second server (any would do; the first is the wrk target)."""
+    return lambda lab, run: fault(lab, lab.servers[1].name)
 
 
 def _rollout(lab: Lab, run: Run) -> None:
     """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
-    stack, alter = run_stack(run.profile)
-    original = render.FILES_DIR
-    render.FILES_DIR = lab_stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
-    try:
-        _, report = lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
-    finally:
-        render.FILES_DIR = original
+    name, alter = run_stack(run.profile)
+    files = stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
+    _, report = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
     run.notes.append("changed: " + ", ".join(s.name for s in report.steps if s.changed))
 
 
 def _restore_config(lab: Lab, run: Run) -> None:
-    stack, alter = run_stack(run.profile)
-    lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
+    name, alter = run_stack(run.profile)
+    stack.apply(lab, alter, log=_quiet, stack=name)
 
 
 def _interrupted_apply(lab: Lab, run: Run) -> None:
     """Apply a changed config in a child process, kill it right after its first balancer took the change,
     then apply the same change again (it must converge) and once more (it must find nothing to do)."""
-    stack, alter = run_stack(run.profile)
-    files = lab_stack.files_with_response_header(OUT / "tmp-files", "X-Interrupted", f"run-{run.run}")
+    name, alter = run_stack(run.profile)
+    files = stack.files_with_response_header(OUT / "tmp-files", "X-Interrupted", f"run-{run.run}")
     code = (
         "import sys; sys.path.insert(0, '.'); from pathlib import Path;"
-        "from components import render; from harness import lab_stack; from lab.lab import Lab;"
-        "render.FILES_DIR = Path(sys.argv[1]); lab_stack.apply(Lab.from_stack(), stack=sys.argv[2])"
+        "from drills import stack; from lab.lab import Lab;"
+        "stack.apply(Lab.from_stack(), stack=sys.argv[2], files=Path(sys.argv[1]))"
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", code, str(files), stack],
+        [sys.executable, "-c", code, str(files), name],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,
@@ -132,22 +137,17 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
             break
     child.wait(timeout=120)
     run.notes.append(f"apply killed after {killed_after}")
-    original = render.FILES_DIR
-    render.FILES_DIR = files
-    try:
-        _, report = lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
-        _, again = lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
-    finally:
-        render.FILES_DIR = original
+    _, report = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
+    _, again = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
     run.notes.append("re-apply changed: " + (", ".join(s.name for s in report.steps if s.changed) or "nothing"))
     run.notes.append("third apply changed: " + (", ".join(s.name for s in again.steps if s.changed) or "nothing"))
-    served = get(str(VIP)).headers.get("x-interrupted")
+    served = get_vip(lab).headers.get("x-interrupted")
     run.notes.append(f"served with the change: {served == f'run-{run.run}'}")
 
 
 def _block_and_check(lab: Lab, run: Run) -> None:
     """Block VRRP multicast on both balancers, then ask the operator's status check what it sees."""
-    lab_stack.block_vrrp_multicast(lab)
+    faults.block_vrrp_multicast(lab)
     time.sleep(5)
     status = subprocess.run([sys.executable, "-m", "lab", "status"], cwd=ROOT, capture_output=True, text=True)
     verdict = next(line for line in status.stdout.splitlines() if line.startswith("VIP "))
@@ -157,55 +157,55 @@ def _block_and_check(lab: Lab, run: Run) -> None:
 SCENARIOS = {
     s.name: s
     for s in [
-        Scenario("haproxy-kill", "HAProxy process killed on the MASTER", 15, _sh("lb1", "killall -9 haproxy")),
+        Scenario("haproxy-kill", "HAProxy process killed on the MASTER", 15, _on_master(faults.kill_haproxy)),
         Scenario(
             "haproxy-kill-no-restart",
             "HAProxy process killed on the MASTER, Docker's restart policy paused (the paper's case)",
             18,
-            lambda lab, run: lab_stack.kill_haproxy_for_good(lab, "lb1"),
-            lambda lab, run: lab_stack.restore_haproxy(lab, "lb1"),
+            _on_master(faults.kill_haproxy_for_good),
+            _on_master(faults.restore_haproxy),
         ),
         Scenario(
             "haproxy-stop",
             "HAProxy container stopped on the MASTER",
             18,
-            _sh("lb1", "docker stop pihalb-haproxy"),
-            _sh("lb1", "docker start pihalb-haproxy"),
+            _on_master(faults.stop_haproxy),
+            _on_master(faults.start_haproxy),
         ),
         Scenario(
             "keepalived-stop",
             "keepalived stopped on the MASTER",
             18,
-            _sh("lb1", "systemctl stop keepalived"),
-            _sh("lb1", "systemctl start keepalived"),
+            _on_master(faults.stop_keepalived),
+            _on_master(faults.start_keepalived),
         ),
         Scenario(
             "host-stop",
             "MASTER host stopped, then started",
             35,
-            lambda lab, run: lab.stop_host("lb1"),
-            lambda lab, run: lab.start_host("lb1"),
+            _on_master(lambda lab, name: lab.stop_host(name)),
+            _on_master(lambda lab, name: lab.start_host(name)),
         ),
         Scenario(
             "host-crash",
             "MASTER host killed (power cut), then started",
             35,
-            lambda lab, run: lab.container("lb1").kill(),
-            lambda lab, run: lab.start_host("lb1"),
+            _on_master(lambda lab, name: lab.container(name).kill()),
+            _on_master(lambda lab, name: lab.start_host(name)),
         ),
         Scenario(
             "server-kill",
             "one server container killed",
             15,
-            _sh("server2", "docker kill pihalb-nginx"),
-            _sh("server2", "docker start pihalb-nginx"),
+            _on_a_server(faults.kill_nginx),
+            _on_a_server(faults.start_nginx),
         ),
         Scenario(
             "multicast-blocked",
             "multicast blocked between the balancers",
             18,
             _block_and_check,
-            lambda lab, run: lab_stack.unblock_vrrp_multicast(lab),
+            lambda lab, run: faults.unblock_vrrp_multicast(lab),
             profiles=("paper", "unicast"),
         ),
         Scenario(
@@ -224,16 +224,13 @@ def run_stack(profile: str):
 
 def healthy(lab: Lab) -> None:
     """Before each run: everything a previous fault stopped started again, then serving as intended."""
-    for name in ("lb1", "lb2"):
-        lab.sh(name, "systemctl start keepalived; docker start pihalb-haproxy >/dev/null", timeout=60)
-    for name in ("server1", "server2", "server3"):
-        lab.sh(name, "docker start pihalb-nginx >/dev/null")
-    lab_stack.wait_serving(lab)
+    faults.undo_all(lab)
+    stack.wait_serving(lab)
 
 
 def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
     healthy(lab)
-    load = Load(str(VIP), RATE, scenario.window_s, timeout=TIMEOUT_S, lab=lab).start()
+    load = Load.through_vip(lab, RATE, scenario.window_s, timeout=TIMEOUT_S).start()
     run = Run(profile, scenario.name, number, FAULT_AT_S, load.recording)
     time.sleep(max(0.0, FAULT_AT_S - load.elapsed()))
     scenario.fault(lab, run)
@@ -245,7 +242,8 @@ def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
     return run
 
 
-def plot(run: Run, path: Path) -> None:
+def plot(run: Run, path: Path, balancers: list[str]) -> None:
+    """A timeline of one run: requests per bin, ok and failed, over a band of who held the VIP."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,13 +266,14 @@ def plot(run: Run, path: Path) -> None:
     ax.set_ylabel(f"requests / {width}s")
     ax.set_title(f"{run.profile}: {SCENARIOS[run.scenario].title} (run {run.run})")
     ax.legend(loc="lower left", fontsize=8)
-    colors = {"lb1": "tab:blue", "lb2": "tab:orange", "none": "lightgray"}
+    master, backup = balancers
+    colors = {master: "tab:blue", backup: "tab:orange", "none": "lightgray"}
     vip = run.recording.vip
     for (t, holder), nxt in zip(vip, [*vip[1:], (window, "")], strict=True):
         band.axvspan(t, nxt[0], color=colors.get(holder, "tab:red"))
     band.set_yticks([])
     band.set_ylabel("VIP")
-    band.set_xlabel("seconds (band: lb1 blue, lb2 orange, none gray, both/unknown red)")
+    band.set_xlabel(f"seconds (band: {master} blue, {backup} orange, none gray, both/unknown red)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -315,17 +314,14 @@ def throughput(lab: Lab) -> dict:
         return float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
 
     healthy(lab)
-    direct = wrk("http://172.30.42.11/")
-    via_vip = wrk(f"http://{VIP}/")
+    direct = wrk(f"http://{lab.servers[0].address}:{lab.server_port}/")
+    via_vip = wrk(f"http://{lab.vip.ip}:{lab.frontend_port}/")
     return {
         "direct_rps": direct,
         "vip_rps": via_vip,
         "ratio": round(via_vip / direct, 3),
         "command": "wrk -t2 -c32 -d10s URL",
     }
-
-
-VIP = Lab.from_stack().vip.ip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,9 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [SCENARIOS[n] for n in args.scenarios.split(",") if profile in SCENARIOS[n].profiles]
         if not scenarios:
             continue
-        stack, alter = run_stack(profile)
-        print(f"bench: deploying {profile} ({stack})", flush=True)
-        lab_stack.apply(lab, alter, log=lambda line: None, stack=stack)
+        name, alter = run_stack(profile)
+        print(f"bench: deploying {profile} ({name})", flush=True)
+        stack.apply(lab, alter, log=_quiet, stack=name)
         for scenario in scenarios:
             summaries = [s for s in summaries if not (s["profile"] == profile and s["scenario"] == scenario.name)]
             for number in range(1, args.runs + 1):
@@ -356,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 summaries.append(summary)
                 stem = OUT / f"{profile}-{scenario.name}-{number}"
                 stem.with_suffix(".json").write_text(json.dumps({"summary": summary, **asdict(run)}, indent=1))
-                plot(run, stem.with_suffix(".png"))
+                plot(run, stem.with_suffix(".png"), [h.name for h in lab.balancers])
                 print(
                     f"bench: {profile:<7} {scenario.name:<18} run {number}: {summary['failed']}/"
                     f"{summary['requests']} failed, recovery {summary['time_to_recovery_s']}",
@@ -365,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 summaries_path.write_text(json.dumps(summaries, indent=1))
                 write_table(summaries)
     if not args.no_throughput:
-        lab_stack.apply(lab, log=lambda line: None, stack="dev")
+        stack.apply(lab, log=_quiet, stack="dev")
         (OUT / "throughput.json").write_text(json.dumps(throughput(lab), indent=1))
     shutil.rmtree(OUT / "tmp-files", ignore_errors=True)
     return 0

@@ -1,7 +1,8 @@
 """The paper's experiments, automated, on the lab: the program's own declarations applied for real.
 
 Order matters (one deployment, faults injected in turn, each undone before the next). Every wait is
-bounded; a missing lab or Docker engine fails, it does not skip.
+bounded; a missing lab or Docker engine fails, it does not skip. The topology (hosts, roles, VIP,
+ports) comes from the lab, which reads it from the stack's settings.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import time
 
 import pytest
 
-from components import render
-from harness import lab_stack
+from drills import faults, stack
+from drills.load import Load, Recording
+from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, servers_seen_by, wait_until
 from harness.apply import ApplyError
-from harness.load import Load
-from harness.observe import get, haproxy_servers, keepalived_state, wait_until
 from lab.lab import Lab
 
 pytestmark = pytest.mark.lab
 
-VIP = "172.30.42.240"
 FAILOVER_S = 30
+RATE = 50  # requests per second under load
 
 
 @pytest.fixture(scope="module")
@@ -44,199 +44,230 @@ def lab():
 
 @pytest.fixture(scope="module")
 def deployed(lab):
-    program, report = lab_stack.apply(lab)
-    lab_stack.wait_serving(lab)
+    program, report = stack.apply(lab)
+    stack.wait_serving(lab)
     return program, report
 
 
-def _stats(lab):
-    return lab.state()["stats_password"]
+@pytest.fixture(scope="module")
+def master(lab) -> str:
+    return lab.master.name
 
 
-def test_first_apply_changed_every_host(deployed):
+@pytest.fixture(scope="module")
+def backup(lab) -> str:
+    return lab.backup.name
+
+
+def test_first_apply_changed_every_host(deployed, lab):
     _, report = deployed
     installs = [s for s in report.steps if s.name.endswith("-install")]
-    assert len(installs) == 5 and all(s.changed for s in installs)
-    assert sorted(s.action for s in report.of_type("docker:index/container:Container")) == ["created"] * 5
+    assert sorted(s.name for s in installs) == sorted(f"{h.name}-install" for h in lab.hosts)
+    assert all(s.changed for s in installs)
+    assert sorted(s.action for s in report.of_type("docker:index/container:Container")) == ["created"] * len(lab.hosts)
 
 
-def test_requests_round_robin_over_the_three_pages_in_order(deployed):
-    servers = [get(VIP).server for _ in range(9)]
+def test_requests_round_robin_over_the_pages_in_order(deployed, lab):
+    count = len(lab.servers)
+    servers = [get_vip(lab).server for _ in range(3 * count)]
     assert None not in servers, servers
-    assert sorted(set(servers)) == [1, 2, 3]
+    assert sorted(set(servers)) == list(range(1, count + 1))
     for previous, current in zip(servers, servers[1:], strict=False):
-        assert current == previous % 3 + 1, servers
+        assert current == previous % count + 1, servers
 
 
 def test_backends_see_the_client_address_in_x_forwarded_for(deployed, lab):
-    reply = get(VIP)
+    reply = get_vip(lab)
     assert reply.status == 200
     assert reply.headers.get("x-forwarded-for-seen") == str(lab.gateway)
 
 
-def test_keepalived_states_master_and_backup(deployed, lab):
-    assert keepalived_state(lab, "lb1") == "MASTER"
-    assert keepalived_state(lab, "lb2") == "BACKUP"
-    assert lab.vip_holders() == ["lb1"]
+def test_keepalived_states_master_and_backup(deployed, lab, master, backup):
+    assert keepalived_state(lab, master) == "MASTER"
+    assert keepalived_state(lab, backup) == "BACKUP"
+    assert lab.vip_holders() == [master]
 
 
-def test_a_stopped_server_is_taken_out_and_clients_keep_getting_answers(deployed, lab):
-    lab.sh("server2", "docker stop pihalb-nginx")
+def test_a_stopped_server_is_taken_out_and_clients_keep_getting_answers(deployed, lab, master):
+    stopped = lab.servers[1]
+    others = {number for number, host in enumerate(lab.servers, start=1) if host != stopped}
+    faults.stop_nginx(lab, stopped.name)
     try:
         wait_until(
-            "server2 DOWN on lb1",
-            lambda: haproxy_servers("172.30.42.21", 8404, _stats(lab)).get("server2") == "DOWN",
+            f"{stopped.name} DOWN on {master}",
+            lambda: servers_seen_by(lab, master).get(stopped.name) == "DOWN",
             30,
         )
-        replies = [get(VIP) for _ in range(12)]
-        assert [r.status for r in replies] == [200] * 12
-        assert {r.server for r in replies} == {1, 3}
+        replies = [get_vip(lab) for _ in range(4 * len(others))]
+        assert [r.status for r in replies] == [200] * len(replies)
+        assert {r.server for r in replies} == others
     finally:
-        lab.sh("server2", "docker start pihalb-nginx")
-    wait_until(
-        "server2 UP again", lambda: haproxy_servers("172.30.42.21", 8404, _stats(lab)).get("server2") == "UP", 30
-    )
+        faults.start_nginx(lab, stopped.name)
+    wait_until(f"{stopped.name} UP again", lambda: servers_seen_by(lab, master).get(stopped.name) == "UP", 30)
 
 
-def test_haproxy_killed_on_master_moves_the_vip_and_back(deployed, lab):
+def test_haproxy_killed_on_master_moves_the_vip_and_back(deployed, lab, master, backup):
     """The paper's test. Docker's restart policy is paused first, or the kill would be undone in ~1 s."""
-    lab_stack.kill_haproxy_for_good(lab, "lb1")
+    faults.kill_haproxy_for_good(lab, master)
     try:
-        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
-        assert keepalived_state(lab, "lb2") == "MASTER"
-        assert keepalived_state(lab, "lb1") == "BACKUP"
-        wait_until("the site through lb2", lambda: get(VIP).status == 200, 10)
+        wait_until(f"the VIP on {backup}", lambda: lab.vip_holders() == [backup], FAILOVER_S)
+        assert keepalived_state(lab, backup) == "MASTER"
+        assert keepalived_state(lab, master) == "BACKUP"
+        wait_until(f"the site through {backup}", lambda: get_vip(lab).status == 200, 10)
     finally:
-        lab_stack.restore_haproxy(lab, "lb1")
-    wait_until("the VIP back on lb1 (preemption)", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    assert keepalived_state(lab, "lb1") == "MASTER"
-    assert keepalived_state(lab, "lb2") == "BACKUP"
-    assert get(VIP).status == 200
+        faults.restore_haproxy(lab, master)
+    wait_until(f"the VIP back on {master} (preemption)", lambda: lab.vip_holders() == [master], FAILOVER_S)
+    assert keepalived_state(lab, master) == "MASTER"
+    assert keepalived_state(lab, backup) == "BACKUP"
+    assert get_vip(lab).status == 200
 
 
-def test_a_changed_template_is_what_the_lab_runs(deployed, lab, tmp_path, monkeypatch):
-    files = lab_stack.files_with_response_header(tmp_path / "files", "X-Pihalb-Canary", "changed-template")
-    monkeypatch.setattr(render, "FILES_DIR", files)
-    _, report = lab_stack.apply(lab)
-    assert report.by_name("lb1-haproxy-config").changed
-    assert not report.by_name("server1-install").changed
-    assert [s.action for s in report.of_type("docker:index/container:Container")] == ["unchanged"] * 5
+def test_a_changed_template_is_what_the_lab_runs(deployed, lab, master, tmp_path):
+    files = stack.files_with_response_header(tmp_path / "files", "X-Pihalb-Canary", "changed-template")
+    _, report = stack.apply(lab, files=files)
+    assert report.by_name(f"{master}-haproxy-config").changed
+    assert not report.by_name(f"{lab.servers[0].name}-install").changed
+    assert [s.action for s in report.of_type("docker:index/container:Container")] == ["unchanged"] * len(lab.hosts)
     wait_until(
-        "the new config live through the VIP", lambda: get(VIP).headers.get("x-pihalb-canary") == "changed-template", 15
+        "the new config live through the VIP",
+        lambda: get_vip(lab).headers.get("x-pihalb-canary") == "changed-template",
+        15,
     )
-    monkeypatch.undo()
-    _, report = lab_stack.apply(lab)
-    assert report.by_name("lb1-haproxy-config").changed
-    wait_until("the original config back", lambda: "x-pihalb-canary" not in get(VIP).headers, 15)
+    _, report = stack.apply(lab)
+    assert report.by_name(f"{master}-haproxy-config").changed
+    wait_until("the original config back", lambda: "x-pihalb-canary" not in get_vip(lab).headers, 15)
 
 
 def test_a_second_apply_changes_nothing(deployed, lab):
-    _, report = lab_stack.apply(lab)
+    declared, report = stack.apply(lab)
     commands = report.of_type("command:remote:Command")
-    assert len(commands) == 16
+    assert sorted(s.name for s in commands) == sorted(r.name for r in declared.of_type("command:remote:Command"))
     assert [s.name for s in commands if s.changed] == []
     assert {s.action for s in report.of_type("docker:index/container:Container")} == {"unchanged"}
     assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
-    assert get(VIP).status == 200
+    assert get_vip(lab).status == 200
 
 
 def test_an_unreachable_host_fails_the_apply_naming_host_and_step(deployed, lab):
-    def move_server3(config):
-        config["pihalb:cluster"]["hosts"][2]["address"] = "172.30.42.99"
+    moved = lab.servers[-1]
+    nowhere = str(lab.unused_address())
+
+    def move(config):
+        host = next(h for h in stack.cluster(config)["hosts"] if h["name"] == moved.name)
+        host["address"] = nowhere
 
     with pytest.raises(ApplyError) as failed:
-        lab_stack.apply(lab, move_server3)
-    assert "server3-ping" in str(failed.value)
-    assert "172.30.42.99" in str(failed.value)
+        stack.apply(lab, move)
+    assert f"{moved.name}-ping" in str(failed.value)
+    assert nowhere in str(failed.value)
 
 
-def _status(lab) -> subprocess.CompletedProcess:
+def _status() -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)
 
 
-def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab):
+def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab, master):
     """The paper's firewall trouble: with multicast VRRP and adverts dropped, both balancers take the VIP."""
-    lab_stack.block_vrrp_multicast(lab)
+    both = sorted(h.name for h in lab.balancers)
+    faults.block_vrrp_multicast(lab)
     try:
-        wait_until("both balancers holding the VIP", lambda: lab.vip_holders() == ["lb1", "lb2"], FAILOVER_S)
-        status = _status(lab)
+        wait_until("both balancers holding the VIP", lambda: sorted(lab.vip_holders()) == both, FAILOVER_S)
+        status = _status()
         assert status.returncode == 2
         assert "SPLIT BRAIN" in status.stdout
     finally:
-        lab_stack.unblock_vrrp_multicast(lab)
-    wait_until("one holder again", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    assert _status(lab).returncode == 0
+        faults.unblock_vrrp_multicast(lab)
+    wait_until("one holder again", lambda: lab.vip_holders() == [master], FAILOVER_S)
+    assert _status().returncode == 0
 
 
 @pytest.fixture(scope="module")
 def tuned(deployed, lab):
     """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
-    _, report = lab_stack.apply(lab, stack="dev-tuned")
+    _, report = stack.apply(lab, stack="dev-tuned")
     assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
-    lab_stack.wait_serving(lab)
+    stack.wait_serving(lab)
 
 
-def _under_load(lab, seconds: float, fault_at: float, fault) -> Load:
-    load = Load(VIP, 50, seconds, timeout=1.0, lab=lab).start()
+def _under_load(lab: Lab, seconds: float, fault_at: float, fault) -> Load:
+    """Load through the VIP for `seconds`; `fault()` runs at `fault_at` s into the window."""
+    load = Load.through_vip(lab, RATE, seconds, timeout=1.0).start()
     time.sleep(max(0.0, fault_at - load.elapsed()))
     fault()
     return load
 
 
+def _all_sent(recording: Recording) -> None:
+    assert len(recording.samples) == int(recording.seconds * RATE)
+
+
 def test_tuned_a_killed_server_costs_no_request(tuned, lab):
-    load = _under_load(lab, 10, 2, lambda: lab.sh("server2", "docker kill pihalb-nginx"))
+    killed = lab.servers[1]
+    load = _under_load(lab, 10, 2, lambda: faults.kill_nginx(lab, killed.name))
     try:
         recording = load.join()
     finally:
-        lab.sh("server2", "docker start pihalb-nginx")
-    assert len(recording.samples) == 500
+        faults.start_nginx(lab, killed.name)
+    _all_sent(recording)
     assert recording.failed == []
-    assert {s.server for s in recording.samples} == {1, 2, 3}  # server2 answered before the kill
+    # every server answered, the killed one before the kill
+    assert {s.server for s in recording.samples} == set(range(1, len(lab.servers) + 1))
 
 
-def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path, monkeypatch):
-    files = lab_stack.files_with_response_header(tmp_path / "files", "X-Rollout", "tuned")
-    monkeypatch.setattr(render, "FILES_DIR", files)
-    load = _under_load(lab, 12, 2, lambda: lab_stack.apply(lab, stack="dev-tuned"))
+def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path):
+    """The reload must fall inside the load window, or a lossless window proves nothing about it."""
+    files = stack.files_with_response_header(tmp_path / "files", "X-Rollout", "tuned")
+    window_s = 25  # the apply declares the program and visits every host first: several seconds
+    load = Load.through_vip(lab, RATE, window_s, timeout=1.0)
+    clock = stack.StepClock(load.elapsed)
+    load.start()
+    time.sleep(max(0.0, 2 - load.elapsed()))
+    _, report = stack.apply(lab, log=clock, stack="dev-tuned", files=files)
     recording = load.join()
+    for balancer in lab.balancers:
+        step = report.by_name(f"{balancer.name}-haproxy-config")
+        assert step.changed, f"{step.name} did not reload HAProxy"
+        started, ended = clock.span(step)
+        assert started > 0 and ended < window_s - 2, f"{step.name} ran {started:.1f}–{ended:.1f}s, window {window_s}s"
+    _all_sent(recording)
     assert recording.failed == []
-    assert get(VIP).headers.get("x-rollout") == "tuned"
+    assert get_vip(lab).headers.get("x-rollout") == "tuned"
 
 
-def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab):
-    lab_stack.kill_haproxy_for_good(lab, "lb1")
+def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab, master, backup):
+    faults.kill_haproxy_for_good(lab, master)
     try:
-        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
-        assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "0"
-        assert get(VIP).status == 200
+        wait_until(f"the VIP on {backup}", lambda: lab.vip_holders() == [backup], FAILOVER_S)
+        assert haproxy_alive_flag(lab, master) == "0"
+        assert get_vip(lab).status == 200
     finally:
-        lab_stack.restore_haproxy(lab, "lb1")
-    wait_until("the VIP back on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    assert lab.sh("lb1", "cat /run/pihalb/haproxy-alive")[1].strip() == "1"
+        faults.restore_haproxy(lab, master)
+    wait_until(f"the VIP back on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
+    assert haproxy_alive_flag(lab, master) == "1"
 
 
-def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab):
+def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab, master, backup):
     """After a reboot /run is empty: the track file's directory must come back before keepalived."""
-    lab.stop_host("lb1")
+    lab.stop_host(master)
     try:
-        wait_until("the VIP on lb2", lambda: lab.vip_holders() == ["lb2"], FAILOVER_S)
-        assert get(VIP).status == 200
+        wait_until(f"the VIP on {backup}", lambda: lab.vip_holders() == [backup], FAILOVER_S)
+        assert get_vip(lab).status == 200
     finally:
-        lab.start_host("lb1")
-    wait_until("the VIP back on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    wait_until("the site through lb1", lambda: get(VIP).status == 200, 10)
-    assert keepalived_state(lab, "lb1") == "MASTER"
+        lab.start_host(master)
+    wait_until(f"the VIP back on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
+    wait_until(f"the site through {master}", lambda: get_vip(lab).status == 200, 10)
+    assert keepalived_state(lab, master) == "MASTER"
 
 
-def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab):
-    _, report = lab_stack.apply(lab, lambda c: c["pihalb:cluster"]["vrrp"].update(mode="unicast"), stack="dev-tuned")
-    assert report.by_name("vrrp-lb1-keepalived").changed
-    wait_until("the VIP on lb1", lambda: lab.vip_holders() == ["lb1"], FAILOVER_S)
-    lab_stack.block_vrrp_multicast(lab)
+def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab, master, backup):
+    _, report = stack.apply(lab, stack.unicast, stack="dev-tuned")
+    assert report.by_name(f"vrrp-{master}-keepalived").changed
+    wait_until(f"the VIP on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
+    faults.block_vrrp_multicast(lab)
     try:
         time.sleep(5)  # many advert intervals: a split brain would have shown by now
-        assert lab.vip_holders() == ["lb1"]
-        assert keepalived_state(lab, "lb2") == "BACKUP"
-        assert _status(lab).returncode == 0
+        assert lab.vip_holders() == [master]
+        assert keepalived_state(lab, backup) == "BACKUP"
+        assert _status().returncode == 0
     finally:
-        lab_stack.unblock_vrrp_multicast(lab)
+        faults.unblock_vrrp_multicast(lab)

@@ -7,7 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from harness.observe import get, keepalived_state
+from drills.observe import get, keepalived_state
+from lab.lab import Lab
 
 STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
 
@@ -48,25 +49,33 @@ class Load:
     """`rate` requests/s to `host` for `seconds`, each on a new connection, each logged; stops by itself.
 
     Started in the background with `start()`; `join()` waits for the window to end. With `lab`, it also
-    samples the VIP holder every ~0.2 s and keepalived's states every ~1 s.
+    samples the VIP holder every ~0.2 s and the balancers' keepalived states every ~1 s.
     """
 
-    def __init__(self, host: str, rate: int, seconds: float, timeout: float = 1.0, lab=None):
-        self.host, self.rate, self.timeout, self.lab = host, rate, timeout, lab
+    def __init__(
+        self, host: str, rate: int, seconds: float, timeout: float = 1.0, lab: Lab | None = None, port: int = 80
+    ):
+        self.host, self.port, self.rate, self.timeout, self.lab = host, port, rate, timeout, lab
         self.recording = Recording(seconds)
         self.t0 = 0.0
         self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def through_vip(cls, lab: Lab, rate: int, seconds: float, timeout: float = 1.0) -> Load:
+        """Load on the site through the lab's VIP, probing the VIP holder and keepalived meanwhile."""
+        return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=lab.frontend_port)
 
     def start(self) -> Load:
         self.t0 = time.monotonic() + 0.2
         self._threads = [threading.Thread(target=self._drive, daemon=True)]
         if self.lab is not None:
-            self._threads.append(threading.Thread(target=self._probe, daemon=True))
+            self._threads.append(threading.Thread(target=self._probe, args=(self.lab,), daemon=True))
         for thread in self._threads:
             thread.start()
         return self
 
     def elapsed(self) -> float:
+        """Seconds since the window began (negative just before the first request)."""
         return time.monotonic() - self.t0
 
     def join(self) -> Recording:
@@ -77,7 +86,7 @@ class Load:
 
     def _one(self) -> None:
         sent = self.elapsed()  # when it really went out, not when it was due: a late request is no alibi
-        reply = get(self.host, timeout=self.timeout)
+        reply = get(self.host, self.port, timeout=self.timeout)
         ok = reply.status == 200 and reply.server is not None
         self.recording.samples.append(Sample(round(sent, 3), ok, reply.server, reply.error or str(reply.status)))
 
@@ -91,20 +100,20 @@ class Load:
                     time.sleep(delay)
                 pool.submit(self._one)
 
-    def _probe(self) -> None:
+    def _probe(self, lab: Lab) -> None:
         last_states = -1.0
         while (now := self.elapsed()) < self.recording.seconds:
             try:
-                holders = "+".join(self.lab.vip_holders()) or "none"
+                holders = "+".join(lab.vip_holders()) or "none"
             except Exception as error:  # a balancer host being stopped: record it, keep probing
                 holders = f"unknown ({type(error).__name__})"
             self.recording.vip.append((round(now, 3), holders))
             if now - last_states >= 1.0:
                 last_states = now
-                for name in ("lb1", "lb2"):
+                for balancer in lab.balancers:
                     try:
-                        state = keepalived_state(self.lab, name)
+                        state = keepalived_state(lab, balancer.name)
                     except Exception as error:
                         state = f"unreachable ({type(error).__name__})"
-                    self.recording.states.append((round(now, 3), name, state))
+                    self.recording.states.append((round(now, 3), balancer.name, state))
             time.sleep(0.2)

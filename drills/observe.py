@@ -10,8 +10,19 @@ import time
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from components import render
+from lab.lab import Lab
 
 PAGE = re.compile(r"Hello world from server (\d+)!")
+STATS_USER = "admin"  # files/templates/haproxy.cfg.j2: `stats auth admin:<statsPassword>`
+
+T = TypeVar("T")
+
+
+class WaitTimeout(TimeoutError):
+    """A bounded wait gave up; the message says what it waited for and what it saw last."""
 
 
 @dataclass
@@ -38,8 +49,13 @@ def get(host: str, port: int = 80, path: str = "/", timeout: float = 2.0, header
         conn.close()
 
 
-def wait_until(what: str, predicate: Callable[[], object], timeout: float, interval: float = 0.5):
-    """Poll until `predicate()` is truthy; bounded, and says what it waited for when it gives up."""
+def get_vip(lab: Lab, timeout: float = 2.0) -> Reply:
+    """One request to the site through the VIP, on the frontend port the stack sets."""
+    return get(str(lab.vip.ip), lab.frontend_port, timeout=timeout)
+
+
+def wait_until(what: str, predicate: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
+    """Poll until `predicate()` is truthy and return it; bounded, raising WaitTimeout with what it waited for."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -47,12 +63,12 @@ def wait_until(what: str, predicate: Callable[[], object], timeout: float, inter
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
-    """Server name → status (UP, DOWN, ...) from a balancer's stats page (CSV)."""
-    auth = b64encode(f"admin:{password}".encode()).decode()
+    """Server name → status (UP, DOWN, ...) from a balancer's stats page (CSV); empty when it does not answer."""
+    auth = b64encode(f"{STATS_USER}:{password}".encode()).decode()
     conn = http.client.HTTPConnection(address, port, timeout=3)
     try:
         conn.request("GET", "/stats;csv", headers={"Authorization": f"Basic {auth}"})
@@ -65,7 +81,12 @@ def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
     return {r["svname"]: r["status"] for r in rows if r["pxname"] == "servers" and r["svname"] != "BACKEND"}
 
 
-def keepalived_state(lab, name: str) -> str:
+def servers_seen_by(lab: Lab, balancer: str) -> dict[str, str]:
+    """Server name → status on `balancer`'s stats page, with the stack's stats port and the lab's password."""
+    return haproxy_servers(str(lab.host(balancer).address), lab.stats_port, lab.state().stats_password)
+
+
+def keepalived_state(lab: Lab, name: str) -> str:
     """The VRRP state keepalived last entered on a host (from its journal), or the service state."""
     _, active = lab.sh(name, "systemctl is-active keepalived", check=False)
     if active.strip() != "active":
@@ -73,3 +94,8 @@ def keepalived_state(lab, name: str) -> str:
     _, log = lab.sh(name, "journalctl -u keepalived -o cat --no-pager -n 200", check=False)
     states = re.findall(r"Entering (MASTER|BACKUP|FAULT) STATE", log)
     return states[-1] if states else "UNKNOWN"
+
+
+def haproxy_alive_flag(lab: Lab, name: str) -> str:
+    """What the events watcher last wrote to a balancer's track file ("1" alive, "0" dead)."""
+    return lab.sh(name, f"cat {render.HAPROXY_TRACK_FILE}")[1].strip()

@@ -1,0 +1,78 @@
+"""Faults injected into the running lab, each with its undoing: the paper's experiments and a few more."""
+
+from __future__ import annotations
+
+from components import render
+from lab.lab import Lab
+
+VRRP_MULTICAST_GROUP = "224.0.0.18"  # where VRRP adverts go (RFC 3768/5798)
+
+
+def kill_haproxy(lab: Lab, host: str) -> None:
+    """HAProxy's process killed; Docker's restart policy brings it back within about a second."""
+    lab.sh(host, "killall -9 haproxy")
+
+
+def kill_haproxy_for_good(lab: Lab, host: str) -> None:
+    """The paper's kill of HAProxy; Docker's restart policy is paused first, or it would undo it in ~0.3 s."""
+    lab.sh(host, f"docker update --restart=no {render.HAPROXY_CONTAINER} >/dev/null && killall -9 haproxy")
+
+
+def restore_haproxy(lab: Lab, host: str) -> None:
+    lab.sh(
+        host,
+        f"docker update --restart=unless-stopped {render.HAPROXY_CONTAINER} >/dev/null "
+        f"&& docker start {render.HAPROXY_CONTAINER}",
+    )
+
+
+def stop_haproxy(lab: Lab, host: str) -> None:
+    lab.sh(host, f"docker stop {render.HAPROXY_CONTAINER}")
+
+
+def start_haproxy(lab: Lab, host: str) -> None:
+    lab.sh(host, f"docker start {render.HAPROXY_CONTAINER}")
+
+
+def stop_keepalived(lab: Lab, host: str) -> None:
+    lab.sh(host, "systemctl stop keepalived")
+
+
+def start_keepalived(lab: Lab, host: str) -> None:
+    lab.sh(host, "systemctl start keepalived")
+
+
+def stop_nginx(lab: Lab, host: str) -> None:
+    lab.sh(host, f"docker stop {render.NGINX_CONTAINER}")
+
+
+def kill_nginx(lab: Lab, host: str) -> None:
+    lab.sh(host, f"docker kill {render.NGINX_CONTAINER}")
+
+
+def start_nginx(lab: Lab, host: str) -> None:
+    lab.sh(host, f"docker start {render.NGINX_CONTAINER}")
+
+
+def block_vrrp_multicast(lab: Lab) -> None:
+    """The paper's firewall trouble: VRRP adverts to the multicast group dropped on both balancers."""
+    for host in lab.balancers:
+        lab.sh(host.name, f"iptables -I INPUT 1 -d {VRRP_MULTICAST_GROUP} -j DROP")
+
+
+def unblock_vrrp_multicast(lab: Lab) -> None:
+    for host in lab.balancers:
+        lab.sh(host.name, f"while iptables -D INPUT -d {VRRP_MULTICAST_GROUP} -j DROP 2>/dev/null; do :; done")
+
+
+def undo_all(lab: Lab) -> None:
+    """Everything a fault above stops, started again (hosts stopped with `lab.stop_host` excepted)."""
+    for host in lab.balancers:
+        lab.sh(
+            host.name,
+            f"systemctl start keepalived; docker update --restart=unless-stopped {render.HAPROXY_CONTAINER} "
+            f">/dev/null; docker start {render.HAPROXY_CONTAINER} >/dev/null",
+            timeout=60,
+        )
+    for host in lab.servers:
+        lab.sh(host.name, f"docker start {render.NGINX_CONTAINER} >/dev/null")
