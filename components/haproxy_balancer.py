@@ -57,6 +57,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
                 lambda text_and_image: render.haproxy_config_script(*text_and_image)
             ),
             delete_script=render.haproxy_config_delete_script(),
+            carries_secrets=True,
             parent=self,
             depends_on=[prepared.ready, self.image, *args.after],
         )

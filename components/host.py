@@ -10,7 +10,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from components import render
-from components.remote import remote_script
+from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -82,9 +82,16 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
     )
 
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
 def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions) -> docker.Image:
-    """An image built by the host's own daemon from `files/<kind>/`, for the stack's platform, never pushed."""
-    context = render.files_dir() / kind
+    """An image built by the host's own daemon from `files/<kind>/`, for the stack's platform, never pushed.
+
+    Paths are relative to the project (where `pulumi up` runs), so another checkout shows no diff. The
+    classic builder is pinned: it is the one the lab engine drives, so the lab builds what Pis build.
+    """
+    context = Path(os.path.relpath(render.files_dir() / kind, PROJECT_DIR))
     return docker.Image(
         name,
         image_name=render.image_name(cluster, kind),
@@ -93,6 +100,7 @@ def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceO
             dockerfile=str(context / "Dockerfile"),
             platform=cluster.platform,
             args=render.image_build_args(cluster, kind),
+            builder_version=docker.BuilderVersion.BUILDER_V1,
         ),
         skip_push=True,
         build_on_preview=False,
@@ -122,12 +130,9 @@ class HostPreparation(pulumi.ComponentResource):
             dial_error_limit=3,
             per_dial_timeout=args.cluster.ssh.connect_timeout,
         )
-        ping = remote_script(
-            f"{name}-ping",
-            self.connection,
-            render.check_connectivity_script(args.cluster),
-            parent=self,
-            depends_on=[],
+        # The paper's connectivity check comes first on every `pulumi up`, not only the first.
+        ping = every_run_script(
+            f"{name}-ping", self.connection, render.check_connectivity_script(args.cluster), parent=self
         )
         self.ready = remote_script(
             f"{name}-install",

@@ -70,6 +70,7 @@ class KeepalivedPair(pulumi.ComponentResource):
                 prepared.connection,
                 conf.apply(render.keepalived_script),
                 delete_script=render.keepalived_delete_script(),
+                carries_secrets=True,
                 parent=self,
                 depends_on=[*tracking, *args.after],
             )

@@ -1,19 +1,33 @@
-"""One way to run a host script over SSH, shared by every component."""
+"""One way to run a host script over SSH, shared by every component.
+
+Pulumi's rules for `command:remote:Command` (pulumi-command 1.2.1) shape this:
+- a changed input is an *update*, which runs `create` again (no `update` is set): so a changed script
+  re-runs in place, and the old `delete` never runs because of a change;
+- `triggers` force a create-before-delete *replacement* whose old `delete` runs at the end of the
+  update: so no step with a `delete` has triggers, and the only triggered step is the connectivity
+  check, which has nothing to delete;
+- the script travels on the command's standard input, never on its command line: a script carrying
+  secrets (configs with passwords) is then not in `ps` on the Pi nor in the provider's error messages,
+  and its output is not logged.
+"""
 
 from __future__ import annotations
 
 import shlex
+import uuid
 from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
 
-from components.render import sha256
+# Read the whole script from stdin, then run it with stdin closed, so a command inside it that reads
+# stdin (apt, docker) cannot swallow the rest of the script. bash whatever the login shell is.
+RUN_SCRIPT_FROM_STDIN = "exec bash -c " + shlex.quote('script=$(cat) && eval "$script" </dev/null')
 
 
-def bash_command(script: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Run the script with bash whatever the login shell is."""
-    return pulumi.Output.from_input(script).apply(lambda text: f"exec bash -c {shlex.quote(text)}")
+def bash_command(script: str) -> str:
+    """A script small and secret-free enough for the command line (the delete scripts)."""
+    return f"exec bash -c {shlex.quote(script)}"
 
 
 def remote_script(
@@ -23,23 +37,46 @@ def remote_script(
     *,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource],
-    delete_script: pulumi.Input[str] | None = None,
+    delete_script: str | None = None,
+    carries_secrets: bool = False,
 ) -> command.remote.Command:
-    """A remote command re-run exactly when its script (inputs included) changes.
+    """A remote step: its script runs on create and again, in place, whenever the script changes.
 
-    The trigger is the script's hash, so a changed template or value re-runs it, and an unchanged one
-    does not. The scripts are idempotent, so a re-run that finds nothing to do reports no change.
-    The previous output is not fed back into the environment: runs must not depend on history.
+    The scripts are idempotent, so a re-run that finds nothing to do reports no change. The previous
+    output is not fed back into the environment: runs must not depend on history.
     """
-    create = bash_command(script)
-    trigger = pulumi.Output.secret(pulumi.Output.from_input(script).apply(sha256))
     return command.remote.Command(
         name,
         connection=connection,
-        create=create,
+        create=RUN_SCRIPT_FROM_STDIN,
+        stdin=script,
         delete=bash_command(delete_script) if delete_script is not None else None,
-        triggers=[trigger],
+        add_previous_output_in_env=False,
+        logging=command.remote.Logging.NONE if carries_secrets else command.remote.Logging.STDOUT_AND_STDERR,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )
+
+
+def every_run_script(
+    name: str,
+    connection: command.remote.ConnectionArgs,
+    script: str,
+    *,
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    """A step that runs on every `pulumi up`: a fresh trigger value replaces it each time.
+
+    pulumi-command's documented way to re-run a command is a changed trigger; the replacement is
+    create-before-delete and this step has no `delete`, so nothing is undone. Steps that depend on it
+    wait for it, and are not re-run because of it.
+    """
+    return command.remote.Command(
+        name,
+        connection=connection,
+        create=RUN_SCRIPT_FROM_STDIN,
+        stdin=script,
+        triggers=[uuid.uuid4().hex],
         add_previous_output_in_env=False,
         logging=command.remote.Logging.STDOUT_AND_STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,17 @@ def ssh_private_key() -> str:
     return _keypair()[0]
 
 
+@functools.cache
+def host_key(name: str) -> str:
+    """One public host key per host name for the whole session, as a real Pi keeps its key."""
+    return _keypair()[1]
+
+
 def user_layer(file_config: dict, private_key: str) -> dict:
     """What README tells a user to set before `pulumi up`: pinned host keys and the three secrets."""
     hosts = file_config["pihalb:cluster"]["hosts"]
     return {
-        "pihalb:hostKeys": {h["name"]: _keypair()[1] for h in hosts},
+        "pihalb:hostKeys": {h["name"]: host_key(h["name"]) for h in hosts},
         "pihalb:sshPrivateKey": private_key,
         "pihalb:vrrpPassword": VRRP_PASSWORD,
         "pihalb:statsPassword": STATS_PASSWORD,

@@ -56,7 +56,9 @@ def provider(host: str = "ssh://pi@10.0.0.1:22") -> Declared:
 
 def container(name: str, image: str = "img:1", deps=(), **extra) -> Declared:
     inputs = {"name": name, "image": image, "restart": "unless-stopped"} | extra
-    property_dependencies = {"image": [urn(rules.IMAGE, "image")]} if "image" in [d.split("::")[-1] for d in deps] else {}
+    property_dependencies = (
+        {"image": [urn(rules.IMAGE, "image")]} if "image" in [d.split("::")[-1] for d in deps] else {}
+    )
     return Declared(
         rules.CONTAINER,
         name,
@@ -265,7 +267,9 @@ def test_an_interrupted_replace_deletes_the_old_copy_on_the_next_up(tmp_path):
     checkpoint = Checkpoint.load(tmp_path / "state.json")
     assert [r.name for r in checkpoint.pending_deletions()] == ["a"]
     plan, calls = up(tmp_path, [command("a", delete="undo", triggers=[2]), command("z", "x")])
-    assert ("delete", "a", "undo@10.0.0.1") in calls and not Checkpoint.load(tmp_path / "state.json").pending_deletions()
+    assert ("delete", "a", "undo@10.0.0.1") in calls and not Checkpoint.load(
+        tmp_path / "state.json"
+    ).pending_deletions()
 
 
 def test_the_checkpoint_has_pulumis_export_shape_with_secrets_marked(tmp_path):
@@ -285,7 +289,9 @@ def test_preview_prints_pulumi_like_lines_and_touches_nothing(tmp_path):
     up(tmp_path, [command("a", "v1", delete="undo"), command("gone"), provider(), container("web")])
     eng, recorder = engine(tmp_path)
     before = (tmp_path / "state.json").read_text()
-    program = Program("t", [command("a", "v2", delete="undo"), command("new"), provider(), container("web", "img:2")], {})
+    program = Program(
+        "t", [command("a", "v2", delete="undo"), command("new"), provider(), container("web", "img:2")], {}
+    )
     text = render(eng.preview(program), "t")
     assert recorder.calls == [] and (tmp_path / "state.json").read_text() == before
     assert " ~   command:remote:Command" in text and "[diff: ~stdin]" in text

@@ -7,11 +7,15 @@ import json
 import re
 import shlex
 import shutil
+from pathlib import Path
 
 import pytest
 
 from components import render
+from components.remote import RUN_SCRIPT_FROM_STDIN
+from harness.plan import make_plan, resource_of
 from harness.program import Program
+from harness.state import Checkpoint
 
 from .conftest import STACKS, STATS_PASSWORD, VRRP_PASSWORD
 
@@ -24,10 +28,19 @@ CONTAINER = "docker:index/container:Container"
 
 
 def script_of(resource, step: str = "create") -> str:
-    """The bash script a remote command runs for `step` (`exec bash -c '<script>'`)."""
+    """The bash script a remote command runs: on its stdin for create, on the command line for delete."""
+    if step == "create":
+        assert resource.inputs["create"] == RUN_SCRIPT_FROM_STDIN
+        return resource.inputs["stdin"]
     words = shlex.split(resource.inputs[step])
     assert words[:3] == ["exec", "bash", "-c"]
     return words[3]
+
+
+def planned(before: Program, after: Program) -> dict[str, str]:
+    """What the lab engine's planner (Pulumi's rules) would do going from `before`, applied, to `after`."""
+    checkpoint = Checkpoint(Path("/nonexistent"), [resource_of(d) for d in before.resources], [])
+    return make_plan(after, checkpoint).kinds()
 
 
 def embedded_file(resource) -> str:
@@ -182,13 +195,15 @@ def test_balancers_wait_for_servers_and_keepalived_for_balancers(program):
             assert program.depends_on(keepalived, container)
 
 
-def test_remote_commands_are_idempotent_shaped(program):
+def test_remote_commands_rerun_as_updates_and_only_the_check_is_triggered(program):
+    """Triggers replace a Command, and a replacement runs the old delete: only the ping may have them."""
     for command in program.of_type(COMMAND):
         assert command.inputs["addPreviousOutputInEnv"] is False
-        assert len(command.inputs["triggers"]) == 1
-        assert command.inputs["triggers"][0] == render.sha256(script_of(command))
-        assert "set -eu" in script_of(command)
         assert command.inputs["connection"]["hostKey"].startswith("ssh-ed25519 ")
+        if command.name.endswith("-ping"):
+            assert len(command.inputs["triggers"]) == 1 and "delete" not in command.inputs
+        else:
+            assert "triggers" not in command.inputs, command.name
 
 
 def test_secrets_stay_secret(program, ssh_private_key):
@@ -196,7 +211,8 @@ def test_secrets_stay_secret(program, ssh_private_key):
         assert "connection.privateKey" in command.secret_paths or "connection" in command.secret_paths
     for name in ("haproxy-config", "keepalived"):
         for command in [c for c in program.of_type(COMMAND) if c.name.endswith(name)]:
-            assert "create" in command.secret_paths, command.name
+            assert "stdin" in command.secret_paths, command.name
+            assert command.inputs["logging"] == "none", command.name  # their output is not logged either
     secrets = (ssh_private_key, VRRP_PASSWORD, STATS_PASSWORD)
     for resource in program.resources:
         plain = {k: v for k, v in resource.inputs.items() if k not in {p.split(".")[0] for p in resource.secret_paths}}
@@ -214,33 +230,52 @@ def test_stack_outputs(program):
     assert program.outputs["vrrpMaster"] == "lb1"
 
 
-def _with_appended(tmp_path, monkeypatch, relative: str) -> None:
-    """Point the program at a copy of `files/` where one file has an extra comment line."""
+@pytest.fixture
+def files_copy(tmp_path, monkeypatch):
+    """Point the program at a copy of `files/` (the same path before and after a change: paths are inputs)."""
     files = tmp_path / "files"
     shutil.copytree(render.files_dir(), files)
+    monkeypatch.setattr(render, "FILES_DIR", files)
+    return files
+
+
+def _append_comment(files, relative: str) -> None:
     with open(files / relative, "a") as handle:
         handle.write("# a change\n")
-    monkeypatch.setattr(render, "FILES_DIR", files)
 
 
-def test_a_changed_template_changes_only_its_triggers(run_stack, tmp_path, monkeypatch):
+PINGS = {f"{h}-ping": "replace" for h in ("server1", "server2", "server3", "lb1", "lb2")}
+
+
+def test_nothing_changed_replaces_only_the_connectivity_checks(run_stack):
+    assert planned(run_stack("dev"), run_stack("dev")) == PINGS
+
+
+def test_a_changed_haproxy_template_updates_the_config_steps_in_place(run_stack, files_copy):
     before = run_stack("dev")
-    _with_appended(tmp_path, monkeypatch, "templates/haproxy.cfg.j2")
-    after = run_stack("dev")
-    for command in before.of_type(COMMAND):
-        changed = after.named(command.name).inputs["triggers"] != command.inputs["triggers"]
-        assert changed == command.name.endswith("-haproxy-config"), command.name
-    for image in before.of_type(IMAGE):  # a config change is a reload, not a new image or container
-        assert after.named(image.name).inputs["imageName"] == image.inputs["imageName"]
+    _append_comment(files_copy, "templates/haproxy.cfg.j2")
+    assert planned(before, run_stack("dev")) == PINGS | {"lb1-haproxy-config": "update", "lb2-haproxy-config": "update"}
 
 
-def test_a_changed_dockerfile_changes_the_image_tag(run_stack, tmp_path, monkeypatch):
+def test_a_changed_keepalived_value_updates_keepalived_and_deletes_nothing(run_stack):
+    def weight(config):
+        config["pihalb:cluster"]["vrrp"]["track"]["weight"] = 3
+
     before = run_stack("dev")
-    _with_appended(tmp_path, monkeypatch, "nginx/Dockerfile")
-    after = run_stack("dev")
-    for image in before.of_type(IMAGE):
-        changed = after.named(image.name).inputs["imageName"] != image.inputs["imageName"]
-        assert changed == image.name.endswith("-nginx-image"), image.name
+    assert planned(before, run_stack("dev", weight)) == PINGS | {
+        "vrrp-lb1-keepalived": "update",
+        "vrrp-lb2-keepalived": "update",
+    }
+
+
+def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(run_stack, files_copy):
+    before = run_stack("dev")
+    _append_comment(files_copy, "nginx/Dockerfile")
+    changes = planned(before, run_stack("dev"))
+    servers = [h["name"] for h in hosts(before, "server")]
+    assert changes == PINGS | {f"{s}-nginx-image": "update" for s in servers} | {
+        f"{s}-nginx-container": "replace" for s in servers
+    }
 
 
 def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
