@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
+import pulumi
 import pytest
 
+from components import settings
 from components.settings import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -155,3 +159,206 @@ def test_every_problem_of_a_model_is_reported_at_once(run_stack):
         run_stack("dev", two_problems)
     assert "pihalb:cluster.vrrp.routerId" in str(caught.value)
     assert "pihalb:cluster.haproxy.frontendPort" in str(caught.value)
+
+
+# ---- issue 12: every accepted value reaches its daemon as written; every other one is refused ----------
+
+
+def _keys():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+
+    def public(key):
+        return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+
+    def private(key, fmt=serialization.PrivateFormat.OpenSSH, enc=None):
+        return key.private_bytes(serialization.Encoding.PEM, fmt, enc or serialization.NoEncryption()).decode()
+
+    ed = ed25519.Ed25519PrivateKey.generate()
+    ecd = ec.generate_private_key(ec.SECP256R1())
+    rs = rsa.generate_private_key(65537, 2048)
+    ds = dsa.generate_private_key(1024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cryptography deprecates DSA: exactly why the settings refuse it
+        dsa_public = public(ds).decode()
+    return {
+        "ed25519": public(ed).decode(),
+        "ecdsa": public(ecd).decode(),
+        "rsa": public(rs).decode(),
+        "dsa": dsa_public,
+        "ed25519-private-pkcs8": private(ed, serialization.PrivateFormat.PKCS8),
+        "ecdsa-private-pem": private(ecd, serialization.PrivateFormat.TraditionalOpenSSL),
+        "rsa-private": private(rs),
+        "encrypted-private": private(ed, enc=serialization.BestAvailableEncryption(b"passphrase")),
+    }
+
+
+KEYS = _keys()
+
+
+def _host_key(value):
+    def alter(config):
+        config["pihalb:hostKeys"]["lb2"] = value
+
+    return alter
+
+
+def _secret(key, value):
+    def alter(config):
+        config[f"pihalb:{key}"] = value
+
+    return alter
+
+
+def _user_host(config):
+    _hosts(config)[0]["user"] = "pi\nALL ALL=(ALL) NOPASSWD: ALL"
+
+
+def _ed25519_word_ecdsa_blob(config):
+    config["pihalb:hostKeys"]["lb2"] = "ssh-ed25519 " + KEYS["ecdsa"].split()[1]
+
+
+def _priorities(high, low, weight=2):
+    def alter(config):
+        first, second = _balancers(config)
+        first["priority"], second["priority"] = high, low
+        _cluster(config)["vrrp"]["track"]["weight"] = weight
+
+    return alter
+
+
+def _vrrp(**values):
+    def alter(config):
+        _cluster(config)["vrrp"].update(values)
+
+    return alter
+
+
+REFUSED = {
+    # Trailing newlines: full-string matches only.
+    "newline after host name": (_host_field(0, "name", "server1\n"), "pihalb:cluster.hosts[0].name"),
+    "newline after interface": (_set("vrrp.interface", "eth0\n"), "pihalb:cluster.vrrp.interface"),
+    "newline after base image": (_set("baseImage", "debian:bookworm-slim\n"), "pihalb:cluster.baseImage"),
+    "newline after retry-on": (_set("haproxy.retryOn", "conn-failure\n"), "pihalb:cluster.haproxy.retryOn"),
+    "newline after health path": (_set("haproxy.healthCheck.path", "/\n"), "pihalb:cluster.haproxy.healthCheck.path"),
+    "newline after version": (_set("haproxy.source.version", "2.6.12-1\n"), "pihalb:cluster.haproxy.source.version"),
+    "newline after vip": (_set("vrrp.vip", "172.30.42.240/24\n"), "pihalb:cluster.vrrp.vip"),
+    "newline after host key": (_host_key(KEYS["ed25519"] + "\n"), "pihalb:hostKeys.lb2"),
+    # Login users.
+    "user with a sudoers line": (_user_host, "pihalb:cluster.hosts[0].user"),
+    "user with URL characters": (_set("ssh.user", "pi@evil:22/x"), "pihalb:cluster.ssh.user"),
+    "user with shell characters": (_set("ssh.user", "pi;rm -rf /"), "pihalb:cluster.ssh.user"),
+    "empty user": (_set("ssh.user", ""), "pihalb:cluster.ssh.user"),
+    "user starting with '-'": (_set("ssh.user", "-oProxyCommand"), "pihalb:cluster.ssh.user"),
+    "user with newline": (_set("ssh.user", "pi\n"), "pihalb:cluster.ssh.user"),
+    # Coercion.
+    "bool as a port": (_set("haproxy.frontendPort", True), "pihalb:cluster.haproxy.frontendPort"),
+    "bool as retries": (_set("haproxy.retries", True), "pihalb:cluster.haproxy.retries"),
+    "bool as a priority": (_host_field(3, "priority", True), "pihalb:cluster.hosts[3].priority"),
+    "bool as advert interval": (_set("vrrp.advertInterval", True), "pihalb:cluster.vrrp.advertInterval"),
+    "string as a port": (_set("ssh.port", "22"), "pihalb:cluster.ssh.port"),
+    "string as a bool": (_set("vrrp.preempt", "yes"), "pihalb:cluster.vrrp.preempt"),
+    "int as a bool": (_set("haproxy.redispatch", 1), "pihalb:cluster.haproxy.redispatch"),
+    "float as a port": (_set("nginx.serverPort", 80.5), "pihalb:cluster.nginx.serverPort"),
+    "string as version": (_set("vrrp.version", "3"), "pihalb:cluster.vrrp.version"),
+    "int as an address": (_host_field(0, "address", 2887657995), "pihalb:cluster.hosts[0].address"),
+    # Addresses.
+    "host at the network address": (_host_field(0, "address", "172.30.42.0"), "pihalb:cluster.hosts[0].address"),
+    "host at the broadcast address": (_host_field(1, "address", "172.30.42.255"), "pihalb:cluster.hosts[1].address"),
+    "VIP at the network address": (_set("vrrp.vip", "172.30.42.0/24"), "pihalb:cluster.vrrp.vip"),
+    "VIP at the broadcast address": (_set("vrrp.vip", "172.30.42.255/24"), "pihalb:cluster.vrrp.vip"),
+    "address with leading zeros": (_host_field(0, "address", "172.30.042.11"), "pihalb:cluster.hosts[0].address"),
+    "multicast host": (_host_field(0, "address", "224.0.0.18"), "pihalb:cluster.hosts[0].address"),
+    "VIP as a netmask": (_set("vrrp.vip", "172.30.42.240/255.255.255.0"), "pihalb:cluster.vrrp.vip"),
+    # Ranges the daemons enforce.
+    "priority 255": (_priorities(255, 254), "pihalb:cluster.hosts[3].priority"),
+    "priorities capped at 254": (_priorities(254, 253), "keepalived clamps a tracked priority to 1..254"),
+    "negative weight floored at 1": (_priorities(2, 1, -2), "keepalived clamps a tracked priority to 1..254"),
+    "timer over 2^31-1 ms": (_set("haproxy.timeouts.clientMs", 2_147_483_648), "pihalb:cluster.haproxy.timeouts"),
+    "advert below 0.01 s": (_vrrp(version=3, advertInterval=0.005), "pihalb:cluster.vrrp.advertInterval"),
+    "advert not in centiseconds": (_vrrp(version=3, advertInterval=0.015), "pihalb:cluster.vrrp.advertInterval"),
+    "advert over 40.95 s with v3": (_vrrp(version=3, advertInterval=41), "pihalb:cluster.vrrp.advertInterval"),
+    "advert over 255 s": (_vrrp(advertInterval=256), "pihalb:cluster.vrrp.advertInterval"),
+    "unknown retry-on word": (_set("haproxy.retryOn", "conn-failure 400"), "'400'"),
+    "retry-on none with others": (_set("haproxy.retryOn", "none conn-failure"), "pihalb:cluster.haproxy.retryOn"),
+    "retry-on double space": (_set("haproxy.retryOn", "conn-failure  503"), "pihalb:cluster.haproxy.retryOn"),
+    "interface lo": (_set("vrrp.interface", "lo"), "pihalb:cluster.vrrp.interface"),
+    "negative weight with events": (
+        _set("vrrp.track", {"kind": "events", "weight": -2}),
+        "pihalb:cluster.vrrp.track.weight",
+    ),
+    # Quoting: what no daemon can quote is refused, naming the characters allowed.
+    "double quote in health path": (_set("haproxy.healthCheck.path", '/a"b'), "no '\"'"),
+    "hash in health path": (_set("haproxy.healthCheck.path", "/a#b"), "pihalb:cluster.haproxy.healthCheck.path"),
+    "space in health path": (_set("haproxy.healthCheck.path", "/a b"), "pihalb:cluster.haproxy.healthCheck.path"),
+    "bad escape in health path": (_set("haproxy.healthCheck.path", "/a%zz"), "pihalb:cluster.haproxy.healthCheck"),
+    "quote in vrrp password": (_secret("vrrpPassword", 'ab"c'), "pihalb:vrrpPassword"),
+    "backslash in vrrp password": (_secret("vrrpPassword", "ab\\c"), "pihalb:vrrpPassword"),
+    "space in stats password": (_secret("statsPassword", "stats pass word"), "pihalb:statsPassword"),
+    "non-ASCII stats password": (_secret("statsPassword", "stats-pässwörd"), "pihalb:statsPassword"),
+    # SSH keys, parsed for real.
+    "truncated host key": (_host_key(KEYS["ed25519"][:-8]), "pihalb:hostKeys.lb2"),
+    "mis-padded host key": (_host_key(KEYS["ed25519"] + "=="), "pihalb:hostKeys.lb2"),
+    "host key type and blob disagree": (_ed25519_word_ecdsa_blob, "pihalb:hostKeys.lb2"),
+    "RSA host key": (_host_key(KEYS["rsa"]), "OpenSSH 8.8"),
+    "DSA host key": (_host_key(KEYS["dsa"]), "pihalb:hostKeys.lb2"),
+    "armoured garbage private key": (
+        _secret("sshPrivateKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"),
+        "pihalb:sshPrivateKey",
+    ),
+    "encrypted private key": (_secret("sshPrivateKey", KEYS["encrypted-private"]), "encrypted"),
+    "upstream url with a space": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org/a b.tar.gz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
+    alter, expected = REFUSED[case]
+    registered = []
+    with pytest.raises(ConfigError) as caught:
+        run_stack("dev", alter, declared=registered)
+    message = str(caught.value)
+    assert expected in message, message
+    assert "Fix:" in message and registered == []
+
+
+ACCEPTED = {
+    "ECDSA host key": _host_key(KEYS["ecdsa"]),
+    "PKCS#8 ed25519 private key": _secret("sshPrivateKey", KEYS["ed25519-private-pkcs8"]),
+    "PEM ECDSA private key": _secret("sshPrivateKey", KEYS["ecdsa-private-pem"]),
+    "RSA private key": _secret("sshPrivateKey", KEYS["rsa-private"]),
+    "priorities 252/251 with weight 2": _priorities(252, 251),
+    "negative weight": _priorities(101, 100, -2),
+    "largest timer": _set("haproxy.timeouts.serverMs", 2_147_483_647),
+    "advert 0.01 s with v3": _vrrp(version=3, advertInterval=0.01),
+    "advert 40.95 s with v3": _vrrp(version=3, advertInterval=40.95),
+    "every retry-on keyword": _set("haproxy.retryOn", " ".join(k for k in settings.RETRY_ON_KEYWORDS if k != "none")),
+    "user with '_' and '-'": _set("ssh.user", "_deploy-user1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_issue12_good_value_is_accepted(run_stack, case):
+    assert run_stack("dev", ACCEPTED[case]).resources
+
+
+def test_config_errors_are_pulumi_run_errors_so_the_cli_prints_no_traceback(run_stack):
+    """pulumi.RunError: "a clean exit rather than the usual verbose unhandled error logic"."""
+    with pytest.raises(pulumi.RunError) as caught:
+        run_stack("dev", _set("haproxy.frontendPort", True))
+    assert str(caught.value).startswith("pihalb:cluster.haproxy.frontendPort: ")
+    assert "Fix:" in str(caught.value)
+
+
+def test_secret_errors_never_repeat_the_secret(run_stack):
+    with pytest.raises(ConfigError) as caught:
+        run_stack("dev", _secret("statsPassword", "short#1"))
+    assert "short#1" not in str(caught.value) and "pihalb:statsPassword" in str(caught.value)
+
+
+def test_secret_rules_come_from_one_table():
+    assert settings.SECRET_KEYS == ("sshPrivateKey", "vrrpPassword", "statsPassword")
+    assert set(settings.SECRET_KEYS) == {f.alias for f in settings.Secrets.model_fields.values()}
