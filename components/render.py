@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import shlex
 from pathlib import Path
 
@@ -33,13 +34,47 @@ def files_dir() -> Path:
     return FILES_DIR
 
 
+# Characters a word may hold bare in haproxy.cfg and keepalived.conf; any other makes it quoted.
+_BARE_WORD = re.compile(r"[A-Za-z0-9._~/:@%+=,-]+")
+
+
+def haproxy_word(value: str) -> str:
+    """One haproxy.cfg word that HAProxy reads back as exactly `value`.
+
+    Bare when it is only plain characters; otherwise double-quoted, with the three characters HAProxy
+    still interprets inside double quotes (`\\`, `"` and `$` for environment variables) escaped.
+    Inside the quotes `#` no longer starts a comment, nor a space ends the word.
+    """
+    if _BARE_WORD.fullmatch(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def keepalived_word(value: str) -> str:
+    """One keepalived.conf word that keepalived reads back as exactly `value`.
+
+    Bare when it is only plain characters; otherwise double-quoted, inside which `#`, `!` (comments),
+    `{` and `}` (blocks) are plain characters. keepalived has no escape for `"` and interprets `\\`
+    inside quotes, so values holding either are refused by the settings, never rendered.
+    """
+    if _BARE_WORD.fullmatch(value):
+        return value
+    if '"' in value or "\\" in value:
+        raise ValueError("keepalived.conf cannot quote '\"' or '\\'; the settings refuse such values")
+    return f'"{value}"'
+
+
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["haproxy_word"] = haproxy_word
+    env.filters["keepalived_word"] = keepalived_word
+    return env
 
 
 def sha256(*parts: str | bytes) -> str:
@@ -104,7 +139,8 @@ def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp
             peer=peer,
             state=keepalived_state(cluster, host, master),
             vrrp=vrrp,
-            advert_int=int(advert) if advert == int(advert) else advert,
+            # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
+            advert_int=int(advert) if advert == int(advert) else repr(advert),
             track_file=HAPROXY_TRACK_FILE,
             vrrp_password=vrrp_password,
         )

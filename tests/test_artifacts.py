@@ -5,14 +5,21 @@ The tools come from Debian packages (`.ci/run` installs them); a missing tool fa
 
 from __future__ import annotations
 
+import base64
+import re
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from components import render
-
-from .test_program import embedded_file, script_of
 
 pytestmark = pytest.mark.artifact
 
@@ -40,6 +47,110 @@ def run(args, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
     assert done.returncode == 0, f"{args[0]} refused it:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+def script_of(resource, step: str = "create") -> str:
+    """The bash script a remote command runs for `step`: its stdin, or the `bash -c` argument."""
+    if step == "create" and resource.inputs.get("stdin"):
+        return resource.inputs["stdin"]
+    words = shlex.split(resource.inputs[step])
+    assert words[:3] == ["exec", "bash", "-c"]
+    return words[3]
+
+
+def embedded_file(resource) -> str:
+    """The config file a script carries as CONFIG_B64."""
+    match = re.search(r"^CONFIG_B64=(\S+)$", script_of(resource), re.M)
+    return base64.b64decode(shlex.split(match.group(1))[0]).decode()
+
+
+def sudoers_line(program, host: str) -> str:
+    """The drop-in line prepare-host.sh writes for `host`, computed by bash from the shipped script."""
+    script = script_of(program.named(f"{host}-install"))
+    header = script.split("\nset -eu\n", 1)[0]
+    line = next(x for x in script.splitlines() if x.startswith("sudoers_line="))
+    done = run([tool("bash"), "-c", f'{header}\n{line}\nprintf "%s\\n" "$sudoers_line"'])
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stats_login(cfg: str, passwords: list[str], tmp_path: Path) -> list[int]:
+    """Start the rendered stats frontend on loopback with the real haproxy; the status of each login."""
+    port = free_port()
+    stats = cfg[cfg.index("frontend stats") :].replace(
+        f"bind *:{render.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{port}"
+    )
+    path = tmp_path / "stats.cfg"
+    path.write_text(
+        "global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 1s\n"
+        f"    timeout client 5s\n    timeout server 5s\n\n{stats}"
+    )
+    proc = subprocess.Popen([tool("haproxy"), "-db", "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        statuses = []
+        for password in passwords:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/stats")
+            token = base64.b64encode(f"admin:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+            for attempt in range(50):
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        statuses.append(response.status)
+                    break
+                except urllib.error.HTTPError as err:
+                    statuses.append(err.code)
+                    break
+                except OSError:
+                    assert proc.poll() is None and attempt < 49, proc.stdout.read().decode() if proc.stdout else ""
+                    time.sleep(0.05)
+        return statuses
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def keepalived_dump(conf: str, interface: str, address: str, tmp_path: Path) -> dict[str, str]:
+    """Start the real keepalived on the rendered config in a throwaway network namespace (a veth pair
+    named like the configured interface) and return its own dump of what it read (`-d`)."""
+    path = tmp_path / "keepalived.conf"
+    path.write_text(conf)
+    peer = "pihalb-peer0" if interface != "pihalb-peer0" else "pihalb-peer1"
+    setup = (
+        'ip link add "$1" type veth peer name "$2" && ip link set "$1" up && ip link set "$2" up '
+        '&& ip addr add "$3" dev "$1" && exec "$4" -n -l -D -d -f "$5" --vrrp -p "$6" -r "$7"'
+    )
+    args = [tool("unshare"), "-n", "sh", "-c", setup, "sh", interface, peer, f"{address}/24", tool("keepalived")]
+    args += [str(path), str(tmp_path / "k.pid"), str(tmp_path / "v.pid")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "< Interfaces >" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    dump = {}
+    for line in lines:
+        match = re.search(r"^\S+ \S+ \d+ [\d:]+ \d+:\s+(\w[\w ]*?) = (.*)$", line.rstrip("\n"))
+        if match:
+            dump.setdefault(match.group(1), match.group(2))
+    assert "Priority" in dump, "".join(lines)
+    return dump
 
 
 @pytest.fixture(params=sorted(VARIANTS))
@@ -122,3 +233,84 @@ def test_dockerfiles_name_their_base_as_a_build_arg():
         dockerfile = (render.files_dir() / kind / "Dockerfile").read_text()
         assert "ARG BASE_IMAGE=" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
     assert "USER haproxy" in (render.files_dir() / "haproxy" / "Dockerfile").read_text()
+
+
+# ---- issue 12: accepted values reach the daemons as written ------------------------------------------
+
+
+def _stats_password(value):
+    def alter(config):
+        config["pihalb:statsPassword"] = value
+
+    return alter
+
+
+def test_stats_password_with_comment_and_quote_characters_reaches_haproxy_unchanged(run_stack, tmp_path):
+    password = "abc#def\"'$x\\y:z"
+    program = run_stack("dev", _stats_password(password))
+    cfg = embedded_file(program.named("lb1-haproxy-config"))
+    run([tool("haproxy"), "-c", "-f", "/dev/stdin"], input=cfg)
+    assert stats_login(cfg, [password, "abc", password + "x"], tmp_path) == [200, 401, 401]
+
+
+def test_vrrp_password_with_comment_and_block_characters_reaches_keepalived_unchanged(run_stack, tmp_path):
+    program = run_stack("dev", lambda config: config.update({"pihalb:vrrpPassword": "a#b!c}'$"}))
+    conf = embedded_file(program.named("vrrp-lb1-keepalived"))
+    path = tmp_path / "k.conf"
+    path.write_text(conf)
+    run([tool("keepalived"), "--config-test", "-f", str(path)])
+    dump = keepalived_dump(conf, "eth0", "172.30.42.21", tmp_path)
+    assert dump["Password"] == "a#b!c}'$"
+    assert dump["Priority"] == "101" and dump["Interface"] == "eth0"
+
+
+def test_health_check_path_with_quote_and_dollar_passes_haproxy(run_stack, tmp_path):
+    program = run_stack("dev", lambda c: c["pihalb:cluster"]["haproxy"]["healthCheck"].update(path="/it's/$ok?a=1"))
+    cfg = embedded_file(program.named("lb1-haproxy-config"))
+    assert 'option httpchk GET "/it\'s/\\$ok?a=1"' in cfg
+    run([tool("haproxy"), "-c", "-f", "/dev/stdin"], input=cfg)
+
+
+def test_daemon_limits_are_the_settings_limits(run_stack):
+    """The largest timer, every retry-on keyword: accepted by the settings and by haproxy itself."""
+    from components.settings import HAPROXY_MAX_TIMER_MS, RETRY_ON_KEYWORDS
+
+    def alter(config):
+        config["pihalb:cluster"]["haproxy"].update(
+            retries=3,
+            retryOn=" ".join(k for k in RETRY_ON_KEYWORDS if k != "none"),
+            timeouts={"connectMs": HAPROXY_MAX_TIMER_MS, "clientMs": HAPROXY_MAX_TIMER_MS, "serverMs": 1},
+        )
+
+    cfg = embedded_file(run_stack("dev", alter).named("lb1-haproxy-config"))
+    run([tool("haproxy"), "-c", "-f", "/dev/stdin"], input=cfg)
+    refused = subprocess.run(
+        [tool("haproxy"), "-c", "-f", "/dev/stdin"],
+        input=cfg.replace(str(HAPROXY_MAX_TIMER_MS), str(HAPROXY_MAX_TIMER_MS + 1)),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "timer overflow" in refused.stderr
+
+
+def test_sudoers_drop_in_passes_visudo(run_stack, tmp_path):
+    program = run_stack("dev", lambda c: c["pihalb:cluster"]["ssh"].update(user="_deploy-1"))
+    line = sudoers_line(program, "lb1")
+    assert line == "_deploy-1 ALL=(ALL:ALL) NOPASSWD:ALL\n"
+    path = tmp_path / "pihalb"
+    path.write_text(line)
+    run([tool("visudo"), "-c", "-f", str(path)])
+
+
+def test_prepare_host_refuses_a_bad_login_user_itself():
+    script = render.prepare_host_script(_dev_cluster(), "pi\nALL")
+    script = script.split("\nsudoers_line=", 1)[0]
+    done = subprocess.run([tool("bash"), "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1 and "refusing login user" in done.stderr
+
+
+def _dev_cluster():
+    from components.settings import parse_cluster
+    from harness.program import stack_file_config
+
+    return parse_cluster(stack_file_config("dev")["pihalb:cluster"])

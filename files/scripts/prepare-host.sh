@@ -3,6 +3,13 @@
 # over ssh:// as that user). Idempotent: each step checks first and reports whether it changed anything.
 set -eu
 
+# The settings admit only POSIX-style login names; refuse anything else rather than write it to sudoers.
+case "$LOGIN_USER" in
+'' | [!a-z_]* | *[!a-z0-9_-]*)
+    echo "refusing login user '$LOGIN_USER' for the sudoers drop-in" >&2
+    exit 1
+    ;;
+esac
 sudoers_line="$LOGIN_USER ALL=(ALL:ALL) NOPASSWD:ALL"
 if [ "$(sudo -n cat /etc/sudoers.d/pihalb 2>/dev/null || true)" != "$sudoers_line" ]; then
     staged=$(mktemp)
