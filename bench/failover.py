@@ -1,7 +1,7 @@
 """Failover, measured: steady load through the VIP while a fault is injected, per profile and scenario.
 
 `bench/failover [--profiles paper,tuned] [--scenarios ...] [--runs N]` deploys each profile's stack to
-the lab with the apply harness, then for every scenario and run: a bounded load generator (RATE
+the lab with the lab engine, then for every scenario and run: a bounded load generator (RATE
 requests/s for WINDOW seconds, short timeouts, every request logged) and a probe of the VIP holder and
 keepalived states, the fault injected at FAULT_AT s (and undone where the scenario says), then JSON and
 a PNG timeline per run, and `docs/bench/results.md` with medians, min–max and run counts.
@@ -103,8 +103,8 @@ def _rollout(lab: Lab, run: Run) -> None:
     """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
     name, alter = run_stack(run.profile)
     files = stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
-    _, report = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
-    run.notes.append("changed: " + ", ".join(s.name for s in report.steps if s.changed))
+    applied = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
+    run.notes.append("changed: " + ", ".join(f"{n} ({k})" for n, k in applied.plan.kinds().items()))
 
 
 def _restore_config(lab: Lab, run: Run) -> None:
@@ -131,16 +131,16 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
     )
     killed_after = "the end (it finished first)"
     for line in child.stdout:
-        if "-haproxy-config" in line:
+        if "-haproxy-config" in line and "done" in line:
             child.kill()
             killed_after = line.split()[0]
             break
     child.wait(timeout=120)
     run.notes.append(f"apply killed after {killed_after}")
-    _, report = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
-    _, again = stack.apply(lab, alter, log=_quiet, stack=name, files=files)
-    run.notes.append("re-apply changed: " + (", ".join(s.name for s in report.steps if s.changed) or "nothing"))
-    run.notes.append("third apply changed: " + (", ".join(s.name for s in again.steps if s.changed) or "nothing"))
+    report = stack.apply(lab, alter, log=_quiet, stack=name, files=files).report
+    again = stack.apply(lab, alter, log=_quiet, stack=name, files=files).report
+    run.notes.append("re-apply changed: " + (", ".join(s.name for s in report.done if s.host_changed) or "nothing"))
+    run.notes.append("third apply changed: " + (", ".join(s.name for s in again.done if s.host_changed) or "nothing"))
     served = get_vip(lab).headers.get("x-interrupted")
     run.notes.append(f"served with the change: {served == f'run-{run.run}'}")
 

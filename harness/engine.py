@@ -57,7 +57,12 @@ class Report:
         return {d.name: d.op for d in self.done if d.op != "same"}
 
     def by_name(self, name: str) -> Done:
-        return next(d for d in self.done if d.name == name)
+        """The step that created, updated or replaced `name` (else its delete)."""
+        steps = [d for d in self.done if d.name == name]
+        return next((d for d in steps if d.op != "delete"), steps[0])
+
+    def of_type(self, type_: str) -> list[Done]:
+        return [d for d in self.done if d.type == type_]
 
 
 class Engine:

@@ -93,6 +93,12 @@ class Program:
         return False
 
 
+def engine_urn(urn: str) -> str:
+    """The URN the Pulumi engine gives: the mock monitor puts the root stack's type into its children's type
+    chain (`...::pulumi:pulumi:Stack$pihalb:index:HostPreparation::lb1`), the engine leaves it out."""
+    return urn.replace("::pulumi:pulumi:Stack$", "::")
+
+
 def stack_file_config(stack: str) -> dict[str, Any]:
     """The `config:` block of Pulumi.<stack>.yaml, exactly as shipped."""
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
@@ -142,14 +148,17 @@ class _RecordingMonitor(MockMonitor):
                     request.type,
                     request.name,
                     inputs,
-                    request.provider or None,
-                    response.urn,
-                    request.parent,
-                    sorted(set(request.dependencies)),
+                    engine_urn(request.provider) or None,
+                    engine_urn(response.urn),
+                    engine_urn(request.parent),
+                    sorted({engine_urn(u) for u in request.dependencies}),
                     secret_paths,
                     request.deleteBeforeReplace,
                     request.custom,
-                    {key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()},
+                    {
+                        key: sorted(engine_urn(u) for u in deps.urns)
+                        for key, deps in request.propertyDependencies.items()
+                    },
                     list(request.replaceOnChanges),
                     list(request.ignoreChanges),
                     trigger,

@@ -1,12 +1,21 @@
-"""`python -m lab up | down [--all] | status | seed`: manage the five simulated Pis from the repository root."""
+"""`python -m lab up | down [--all] | status | seed | preview | deploy | destroy [--profile P]`.
+
+Manage the five simulated Pis from the repository root, and plan/apply/destroy the program on them with
+the lab engine (Pulumi's rules; `preview` touches nothing).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
 
+from harness.command_ops import StepError
+from harness.plan import render
+from lab import stack
+from lab.inventory import STACK
 from lab.lab import HostStatus, Lab
 from lab.output import LabError, say
 
@@ -24,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         help="per host: container, systemd, docker, keepalived, VIP; exit 2 unless exactly one host holds the VIP",
     )
     commands.add_parser("seed", help="copy the base image into every host daemon that Docker runs in")
+    commands.add_parser("targets", help="the --target URNs of every host's preparation (for scripts/deploy-dev)")
+    commands.add_parser("config-set", help="`pulumi config set` the lab's host keys and secrets (real CLI only)")
+    for verb, text in (
+        ("preview", "print what `up` would do to the lab's stack, touching nothing"),
+        ("deploy", "apply the program to the lab (the lab engine's `pulumi up`), then print the outputs"),
+        ("destroy", "delete everything the lab's stack holds, running the delete scripts"),
+    ):
+        engine_verb = commands.add_parser(verb, help=text)
+        engine_verb.add_argument("--profile", default="dev", help="stack file to take the config from (dev-tuned)")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -33,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
             lab.up()
         elif args.command == "down":
             lab.down(all_images=args.all)
+        elif args.command == "targets":
+            print("\n".join(stack.host_preparation_targets(stack.declare(lab))))
+            return 0
+        elif args.command == "config-set":
+            stack.pulumi_config_set(lab)
+        elif args.command in ("preview", "deploy", "destroy"):
+            return run_engine(lab, args.command, args.profile)
         elif args.command == "seed":
             for row in lab.status():
                 if row.docker == "active":
@@ -48,6 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: error: {error}", file=sys.stderr)
         return 1
     say(f"`{args.command}` took {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def run_engine(lab: Lab, verb: str, profile: str) -> int:
+    try:
+        if verb == "preview":
+            print(render(stack.preview(lab, profile), STACK))
+        elif verb == "destroy":
+            stack.destroy(lab)
+            print(f"destroyed: the lab's stack {STACK} holds no resources")
+        else:
+            applied = stack.up(lab, profile)
+            print(render(applied.plan, STACK, verb="Updated"))
+            print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
+    except StepError as error:
+        print(f"lab: {verb} failed: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,12 +17,21 @@ import pytest
 from drills import faults, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, servers_seen_by, wait_until
-from harness.apply import ApplyError
+from harness.command_ops import StepError
 from lab.lab import Lab
 
 pytestmark = pytest.mark.lab
 
 FAILOVER_S = 30
+CONTAINER = "docker:index/container:Container"
+IMAGE = "docker:index/image:Image"
+
+
+def _kinds(applied) -> dict[str, str]:
+    """The plan's changes besides the connectivity checks (replaced on every up) and image rebuilds."""
+    return {n: k for n, k in applied.plan.kinds().items() if not n.endswith(("-ping", "-image"))}
+
+
 RATE = 50  # requests per second under load
 
 
@@ -44,9 +53,9 @@ def lab():
 
 @pytest.fixture(scope="module")
 def deployed(lab):
-    program, report = stack.apply(lab)
+    applied = stack.apply(lab)
     stack.wait_serving(lab)
-    return program, report
+    return applied
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +68,13 @@ def backup(lab) -> str:
     return lab.backup.name
 
 
-def test_first_apply_changed_every_host(deployed, lab):
-    _, report = deployed
-    installs = [s for s in report.steps if s.name.endswith("-install")]
+def test_first_apply_created_everything_and_changed_every_host(deployed, lab):
+    assert set(deployed.plan.kinds().values()) == {"create"}
+    assert len(deployed.plan.kinds()) == len(deployed.program.resources)
+    installs = [s for s in deployed.report.done if s.name.endswith("-install")]
     assert sorted(s.name for s in installs) == sorted(f"{h.name}-install" for h in lab.hosts)
-    assert all(s.changed for s in installs)
-    assert sorted(s.action for s in report.of_type("docker:index/container:Container")) == ["created"] * len(lab.hosts)
+    assert all(s.host_changed for s in installs)
+    assert [s.op for s in deployed.report.of_type(CONTAINER)] == ["create"] * len(lab.hosts)
 
 
 def test_requests_round_robin_over_the_pages_in_order(deployed, lab):
@@ -124,27 +134,25 @@ def test_haproxy_killed_on_master_moves_the_vip_and_back(deployed, lab, master, 
 
 def test_a_changed_template_is_what_the_lab_runs(deployed, lab, master, tmp_path):
     files = stack.files_with_response_header(tmp_path / "files", "X-Pihalb-Canary", "changed-template")
-    _, report = stack.apply(lab, files=files)
-    assert report.by_name(f"{master}-haproxy-config").changed
-    assert not report.by_name(f"{lab.servers[0].name}-install").changed
-    assert [s.action for s in report.of_type("docker:index/container:Container")] == ["unchanged"] * len(lab.hosts)
+    applied = stack.apply(lab, files=files)
+    # The copy of files/ moves the images' build context (an input): rebuilt from cache, same tags.
+    assert _kinds(applied) == {f"{b.name}-haproxy-config": "update" for b in lab.balancers}
+    assert applied.report.by_name(f"{master}-haproxy-config").host_changed
+    assert applied.report.of_type(CONTAINER) == []
     wait_until(
         "the new config live through the VIP",
         lambda: get_vip(lab).headers.get("x-pihalb-canary") == "changed-template",
         15,
     )
-    _, report = stack.apply(lab)
-    assert report.by_name(f"{master}-haproxy-config").changed
+    applied = stack.apply(lab)
+    assert applied.report.by_name(f"{master}-haproxy-config").host_changed
     wait_until("the original config back", lambda: "x-pihalb-canary" not in get_vip(lab).headers, 15)
 
 
-def test_a_second_apply_changes_nothing(deployed, lab):
-    declared, report = stack.apply(lab)
-    commands = report.of_type("command:remote:Command")
-    assert sorted(s.name for s in commands) == sorted(r.name for r in declared.of_type("command:remote:Command"))
-    assert [s.name for s in commands if s.changed] == []
-    assert {s.action for s in report.of_type("docker:index/container:Container")} == {"unchanged"}
-    assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
+def test_a_second_apply_only_rechecks_connectivity(deployed, lab):
+    applied = stack.apply(lab)
+    assert applied.plan.kinds() == {f"{h.name}-ping": "replace" for h in lab.hosts}
+    assert [s.name for s in applied.report.done if s.host_changed] == []
     assert get_vip(lab).status == 200
 
 
@@ -156,7 +164,7 @@ def test_an_unreachable_host_fails_the_apply_naming_host_and_step(deployed, lab)
         host = next(h for h in stack.cluster(config)["hosts"] if h["name"] == moved.name)
         host["address"] = nowhere
 
-    with pytest.raises(ApplyError) as failed:
+    with pytest.raises(StepError) as failed:
         stack.apply(lab, move)
     assert f"{moved.name}-ping" in str(failed.value)
     assert nowhere in str(failed.value)
@@ -184,8 +192,9 @@ def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab, ma
 @pytest.fixture(scope="module")
 def tuned(deployed, lab):
     """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
-    _, report = stack.apply(lab, stack="dev-tuned")
-    assert {s.action for s in report.of_type("docker:index/image:Image")} == {"present"}
+    applied = stack.apply(lab, stack="dev-tuned")
+    assert {s.op for s in applied.report.done} <= {"update", "create", "replace"}
+    assert applied.report.of_type(CONTAINER) == [] and applied.report.of_type(IMAGE) == []
     stack.wait_serving(lab)
 
 
@@ -218,16 +227,14 @@ def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path):
     """The reload must fall inside the load window, or a lossless window proves nothing about it."""
     files = stack.files_with_response_header(tmp_path / "files", "X-Rollout", "tuned")
     window_s = 25  # the apply declares the program and visits every host first: several seconds
-    load = Load.through_vip(lab, RATE, window_s, timeout=1.0)
-    clock = stack.StepClock(load.elapsed)
-    load.start()
+    load = Load.through_vip(lab, RATE, window_s, timeout=1.0).start()
     time.sleep(max(0.0, 2 - load.elapsed()))
-    _, report = stack.apply(lab, log=clock, stack="dev-tuned", files=files)
+    applied = stack.apply(lab, stack="dev-tuned", files=files)
     recording = load.join()
     for balancer in lab.balancers:
-        step = report.by_name(f"{balancer.name}-haproxy-config")
-        assert step.changed, f"{step.name} did not reload HAProxy"
-        started, ended = clock.span(step)
+        step = applied.report.by_name(f"{balancer.name}-haproxy-config")
+        assert step.op == "update" and step.host_changed, f"{step.name} did not reload HAProxy"
+        started, ended = stack.span(step, load.t0)
         assert started > 0 and ended < window_s - 2, f"{step.name} ran {started:.1f}–{ended:.1f}s, window {window_s}s"
     _all_sent(recording)
     assert recording.failed == []
@@ -260,8 +267,8 @@ def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab, mast
 
 
 def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab, master, backup):
-    _, report = stack.apply(lab, stack.unicast, stack="dev-tuned")
-    assert report.by_name(f"vrrp-{master}-keepalived").changed
+    applied = stack.apply(lab, stack.unicast, stack="dev-tuned")
+    assert applied.report.by_name(f"vrrp-{master}-keepalived").host_changed
     wait_until(f"the VIP on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
     faults.block_vrrp_multicast(lab)
     try:

@@ -287,3 +287,19 @@ def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
     conf = embedded_file(program.named("vrrp-lb1-keepalived"))
     assert f"unicast_src_ip {lb1['address']}" in conf
     assert re.search(r"unicast_peer \{\s+" + re.escape(lb2["address"]) + r"\s+\}", conf)
+
+
+def test_deploy_devs_targets_carry_each_commands_parent_chain(run_stack):
+    """`pulumi up --target` fails on a targeted create whose parent has no state: parents go in the list."""
+    from lab.stack import host_preparation_targets
+
+    program = run_stack("dev")
+    targets = host_preparation_targets(program)
+    for urn in targets:
+        assert "pulumi:pulumi:Stack$" not in urn  # the engine's URN form, not the mocks'
+        parent = program.find(urn).parent
+        while not parent.endswith(f"pulumi:pulumi:Stack::pi-ha-lb-{program.stack}"):
+            assert parent in targets, (urn, parent)
+            parent = program.find(parent).parent
+    names = {program.find(u).name for u in targets}
+    assert names == {f"{h['name']}{suffix}" for h in hosts(program) for suffix in ("", "-ping", "-install")}
