@@ -32,28 +32,43 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
         for host in cluster.hosts
     }
     servers = settings.servers
-    backends = [
-        NginxBackend(f"{host.name}-nginx", NginxBackendArgs(cluster, host, number, prepared[host.name]))
-        for number, host in enumerate(servers, start=1)
-    ]
-    balancers = [
-        HaproxyBalancer(
+    balancer_hosts = [prepared[h.name] for h in settings.balancers]
+    # Servers roll one at a time: each is taken out only once the previous one is back on both balancers.
+    backends: list[NginxBackend] = []
+    for number, host in enumerate(servers, start=1):
+        after = backends[-1].ready if backends else ()
+        backends.append(
+            NginxBackend(
+                f"{host.name}-nginx",
+                NginxBackendArgs(cluster, host, number, prepared[host.name], tuple(balancer_hosts), after),
+            )
+        )
+    servers_ready = tuple(step for backend in backends for step in backend.ready)
+    # Balancers roll BACKUP first, then the MASTER (which hands the VIP over before its HAProxy stops).
+    master_host, backup_host = settings.balancers
+    balancers: dict[str, HaproxyBalancer] = {}
+    for host in (backup_host, master_host):
+        after = (balancers[backup_host.name].rejoined,) if host is master_host else ()
+        balancers[host.name] = HaproxyBalancer(
             f"{host.name}-haproxy",
             HaproxyBalancerArgs(
                 cluster,
                 host,
-                servers,
+                tuple(servers),
                 secrets[STATS_PASSWORD_KEY],
                 prepared[host.name],
-                after=[b.container for b in backends],
+                servers_ready,
+                after,
             ),
         )
-        for host in settings.balancers
-    ]
     pair = KeepalivedPair(
         "vrrp",
         KeepalivedPairArgs(
-            cluster, settings.balancers, prepared, secrets[VRRP_PASSWORD_KEY], after=[b.container for b in balancers]
+            cluster,
+            (master_host, backup_host),
+            prepared,
+            secrets[VRRP_PASSWORD_KEY],
+            tuple(step for b in balancers.values() for step in (b.container, b.rejoined)),
         ),
     )
     vip = cluster.vrrp.vip.ip

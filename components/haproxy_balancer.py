@@ -1,16 +1,26 @@
-"""HaproxyBalancer: HAProxy compiled from source on a balancer, fed every server of the inventory."""
+"""HaproxyBalancer: HAProxy compiled from source on a balancer, fed every server of the inventory.
+
+A config change is checked, swapped in and reloaded in place (no new container). A replacement of the
+container (a new image) is delete-before-replace, so the program rolls it: the BACKUP goes first, then
+the MASTER, and before a balancer's HAProxy stops, keepalived leaves on that host so the VIP is the
+peer's (leave); once the new container answers, keepalived comes back (rejoin). The leave and rejoin
+steps carry the container's spec, so they run exactly when the container changes.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation, image_on_host
+from components.host import HostPreparation, container_logging, health_check, image_on_host
 from components.remote import remote_script
 from components.settings import Cluster, Host
 
 
+@dataclass(frozen=True)
 class HaproxyBalancerArgs:
     """Inputs of one load balancer."""
 
@@ -18,18 +28,16 @@ class HaproxyBalancerArgs:
     """The validated stack settings (HAProxy options, ports, platform)."""
     host: Host
     """The balancer's inventory entry."""
-    servers: list[Host]
+    servers: tuple[Host, ...]
     """The application servers it balances, in inventory order."""
     stats_password: pulumi.Input[str]
     """Password of the stats page (user admin), a Pulumi secret."""
     prepared: HostPreparation
     """The host's preparation: its connection, Docker provider, and the step everything waits for."""
-    after: list[pulumi.Resource]
-    """Resources to wait for first (the servers, so health checks find them up)."""
-
-    def __init__(self, cluster, host, servers, stats_password, prepared, after):
-        self.cluster, self.host, self.servers = cluster, host, servers
-        self.stats_password, self.prepared, self.after = stats_password, prepared, after
+    servers_ready: tuple[pulumi.Resource, ...]
+    """The servers' ready steps: the config that lists them goes live once they are all in service."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """The other balancer's rejoin step, when this one rolls second (the MASTER after the BACKUP)."""
 
 
 class HaproxyBalancer(pulumi.ComponentResource):
@@ -41,6 +49,8 @@ class HaproxyBalancer(pulumi.ComponentResource):
     """The remote step that checks and installs haproxy.cfg, then reloads HAProxy."""
     container: docker.Container
     """The running balancer."""
+    rejoined: pulumi.Resource
+    """The step after which this balancer takes part in VRRP again."""
 
     def __init__(self, name: str, args: HaproxyBalancerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pihalb:index:HaproxyBalancer", name, None, opts)
@@ -48,7 +58,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", cluster, "haproxy", on_host)
         config = pulumi.Output.from_input(args.stats_password).apply(
-            lambda password: render.haproxy_cfg(cluster, args.host, args.servers, password)
+            lambda password: render.haproxy_cfg(cluster, args.host, list(args.servers), password)
         )
         self.config = remote_script(
             f"{name}-config",
@@ -59,12 +69,11 @@ class HaproxyBalancer(pulumi.ComponentResource):
             delete_script=render.haproxy_config_delete_script(),
             carries_secrets=True,
             parent=self,
-            depends_on=[prepared.ready, self.image, *args.after],
+            depends_on=[prepared.ready, self.image, *args.servers_ready],
         )
-        self.container = docker.Container(
-            f"{name}-container",
+        spec = dict(
             name=render.HAPROXY_CONTAINER,
-            image=self.image.image_name,
+            image=render.image_name(cluster, "haproxy"),
             restart="unless-stopped",
             must_run=True,
             ports=[
@@ -76,11 +85,32 @@ class HaproxyBalancer(pulumi.ComponentResource):
                     host_path=render.HAPROXY_CONFIG_DIR, container_path="/usr/local/etc/haproxy", read_only=True
                 )
             ],
+            healthcheck=health_check(render.HAPROXY_FRONTEND_CONTAINER_PORT, http=False),
+            wait=True,
+            wait_timeout=60,
+            # SIGUSR1 (its STOPSIGNAL) lets the requests in flight finish; then it is killed.
             destroy_grace_seconds=10,
-            # The fixed name and host ports cannot exist twice: remove the old one, then create.
-            opts=pulumi.ResourceOptions.merge(
-                on_host, pulumi.ResourceOptions(depends_on=[self.config], delete_before_replace=True)
-            ),
+            **container_logging(),
+        )
+        digest = render.spec_digest(spec)
+        leave = remote_script(
+            f"{name}-leave",
+            prepared.connection,
+            render.balancer_leave_script(cluster, digest),
+            parent=self,
+            depends_on=[prepared.ready, *args.after],
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, leave])),
+        )
+        self.rejoined = remote_script(
+            f"{name}-rejoin",
+            prepared.connection,
+            render.balancer_rejoin_script(digest),
+            parent=self,
+            depends_on=[self.container],
         )
         # Registered last: the balancer counts as done once its container runs the checked config.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

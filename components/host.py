@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
@@ -14,6 +15,7 @@ from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
 
 
+@dataclass(frozen=True)
 class HostPreparationArgs:
     """Inputs of one host's preparation."""
 
@@ -31,10 +33,6 @@ class HostPreparationArgs:
     """The SSH private key, a Pulumi secret."""
     ssh_dir: Path
     """Local directory holding the key file and known_hosts the Docker provider's ssh client uses."""
-
-    def __init__(self, cluster, host, user, port, host_key, private_key, ssh_dir):
-        self.cluster, self.host, self.user, self.port = cluster, host, user, port
-        self.host_key, self.private_key, self.ssh_dir = host_key, private_key, ssh_dir
 
 
 def local_ssh_dir(project: str, stack: str) -> Path:
@@ -83,6 +81,26 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
 
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+HEALTH_INTERVAL = "2s"  # Docker runs the first check one interval after the start; `wait` polls for it
+
+
+def health_check(port: int, http: bool = True) -> docker.ContainerHealthcheckArgs:
+    """A health check inside the container (the images have bash, not curl): an HTTP 200 on `port`, or
+    with `http=False` an accepted connection. With `wait`, a create is done only once it passes."""
+    probe = f"exec 3<>/dev/tcp/127.0.0.1/{port}"
+    if http:
+        probe += (
+            " && printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3"
+            " && read -r status <&3 && case $status in *' 200 '*) ;; *) exit 1 ;; esac"
+        )
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD", "bash", "-c", probe], interval=HEALTH_INTERVAL, timeout="2s", retries=3
+    )
+
+
+def container_logging() -> dict:
+    """Docker's json-file log, rotated: every request is logged, and an SD card is small."""
+    return {"log_driver": "json-file", "log_opts": {"max-size": "10m", "max-file": "3"}}
 
 
 def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions) -> docker.Image:
@@ -117,10 +135,12 @@ class HostPreparation(pulumi.ComponentResource):
     """The last preparation step: every later step on this host depends on it."""
     docker_provider: docker.Provider
     """The Docker provider bound to this host's own daemon over ssh://."""
+    host: Host
+    """The Pi it prepares."""
 
     def __init__(self, name: str, args: HostPreparationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pihalb:index:HostPreparation", name, None, opts)
-        host = args.host
+        host = self.host = args.host
         self.connection = command.remote.ConnectionArgs(
             host=str(host.address),
             port=args.port,

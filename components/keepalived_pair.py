@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from components import render
@@ -10,23 +12,20 @@ from components.remote import remote_script
 from components.settings import Cluster, Host
 
 
+@dataclass(frozen=True)
 class KeepalivedPairArgs:
     """Inputs of the VRRP pair."""
 
     cluster: Cluster
     """The validated stack settings (VIP, router id, track script, mode)."""
-    balancers: list[Host]
+    balancers: tuple[Host, Host]
     """The two balancers, MASTER (higher priority) first."""
     prepared: dict[str, HostPreparation]
     """Each balancer's preparation, by host name."""
     vrrp_password: pulumi.Input[str]
     """VRRP PASS authentication (VRRP version 2 only), a Pulumi secret."""
-    after: list[pulumi.Resource]
-    """The balancers' HAProxy containers: the VIP goes up only where HAProxy already answers."""
-
-    def __init__(self, cluster, balancers, prepared, vrrp_password, after):
-        self.cluster, self.balancers, self.prepared = cluster, balancers, prepared
-        self.vrrp_password, self.after = vrrp_password, after
+    after: tuple[pulumi.Resource, ...]
+    """The balancers' last HAProxy steps: the VIP goes up only where HAProxy already answers."""
 
 
 class KeepalivedPair(pulumi.ComponentResource):
@@ -40,18 +39,23 @@ class KeepalivedPair(pulumi.ComponentResource):
         cluster = args.cluster
         master, backup = args.balancers
         self.master = master.name
-        for host, peer in ((master, backup), (backup, master)):
+        # The BACKUP's steps first, each of the MASTER's after its BACKUP twin: a change (a firewall
+        # script, a watcher, a keepalived value) never touches both hosts at once.
+        backup_steps: dict[str, pulumi.Resource] = {}
+        for host, peer in ((backup, master), (master, backup)):
             prepared = args.prepared[host.name]
+            first = [backup_steps["vrrp-host"]] if host is master else []
             vrrp_host = remote_script(
                 f"{name}-{host.name}-vrrp-host",
                 prepared.connection,
                 render.vrrp_host_script(cluster),
                 delete_script=render.vrrp_host_delete_script(cluster),
                 parent=self,
-                depends_on=[prepared.ready],
+                depends_on=[prepared.ready, *first],
             )
             tracking = [vrrp_host]
             if cluster.vrrp.track.kind == "events":
+                first = [backup_steps["haproxy-watch"]] if host is master else []
                 tracking.append(
                     remote_script(
                         f"{name}-{host.name}-haproxy-watch",
@@ -59,20 +63,23 @@ class KeepalivedPair(pulumi.ComponentResource):
                         render.haproxy_watch_script(),
                         delete_script=render.haproxy_watch_delete_script(),
                         parent=self,
-                        depends_on=[vrrp_host],
+                        depends_on=[vrrp_host, *first],
                     )
                 )
             conf = pulumi.Output.from_input(args.vrrp_password).apply(
                 lambda password, host=host, peer=peer: render.keepalived_conf(cluster, host, peer, master, password)
             )
-            remote_script(
+            first = [backup_steps["keepalived"]] if host is master else []
+            keepalived = remote_script(
                 f"{name}-{host.name}-keepalived",
                 prepared.connection,
                 conf.apply(render.keepalived_script),
                 delete_script=render.keepalived_delete_script(),
                 carries_secrets=True,
                 parent=self,
-                depends_on=[*tracking, *args.after],
+                depends_on=[*tracking, *args.after, *first],
             )
+            if host is backup:
+                backup_steps = {"vrrp-host": vrrp_host, "haproxy-watch": tracking[-1], "keepalived": keepalived}
         # Registered last, after both hosts' steps are declared.
         self.register_outputs({"master": self.master, "vip": str(cluster.vrrp.vip.ip)})

@@ -1,15 +1,29 @@
-"""NginxBackend: one application server, its image built on its own Docker daemon."""
+"""NginxBackend: one application server, its image built on its own Docker daemon, rolled one at a time.
+
+A replacement of the container (a new image, say) is delete-before-replace (pulumi-docker sets it on
+every Container), so the server is gone for a few seconds. The program makes that cost no request:
+- each balancer first puts the server in maintenance and lets its requests in flight finish (drain);
+- the new container must answer its health check before the create counts as done (`wait`);
+- each balancer then sends it requests again once its own check says UP (ready);
+- the next server's drain waits for this server's ready steps, so one server at a time is out.
+The drain and ready steps carry the container's spec, so they run exactly when the container changes.
+The page is a file on the host that the container serves read-only: a new page is no new container.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation, image_on_host
+from components.host import HostPreparation, container_logging, health_check, image_on_host
+from components.remote import remote_script
 from components.settings import Cluster, Host
 
 
+@dataclass(frozen=True)
 class NginxBackendArgs:
     """Inputs of one application server."""
 
@@ -20,10 +34,11 @@ class NginxBackendArgs:
     number: int
     """Its number in the inventory, shown on its page ("Hello world from server N!")."""
     prepared: HostPreparation
-    """The host's preparation: its Docker provider, and the step everything waits for."""
-
-    def __init__(self, cluster, host, number, prepared):
-        self.cluster, self.host, self.number, self.prepared = cluster, host, number, prepared
+    """The host's preparation: its connection, Docker provider, and the step everything waits for."""
+    balancers: tuple[HostPreparation, ...]
+    """The balancers' preparations: the drain and ready steps run on each of them."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """The previous server's ready steps: this server is taken out only once that one is back."""
 
 
 class NginxBackend(pulumi.ComponentResource):
@@ -32,27 +47,67 @@ class NginxBackend(pulumi.ComponentResource):
     image: docker.Image
     """The image, tagged by the hash of its build context, args and platform."""
     container: docker.Container
-    """The running server; replaced when its image or page changes."""
+    """The running server; replaced (after a drain) when its image or spec changes."""
+    ready: tuple[pulumi.Resource, ...]
+    """One step per balancer, done once that balancer sends this server requests again."""
 
     def __init__(self, name: str, args: NginxBackendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pihalb:index:NginxBackend", name, None, opts)
-        cluster, prepared = args.cluster, args.prepared
+        cluster, prepared, server = args.cluster, args.prepared, args.host.name
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", cluster, "nginx", on_host)
-        self.container = docker.Container(
-            f"{name}-container",
+        page = remote_script(
+            f"{name}-page",
+            prepared.connection,
+            render.nginx_page_script(args.number),
+            delete_script=render.nginx_page_delete_script(),
+            parent=self,
+            depends_on=[prepared.ready],
+        )
+        image_name = render.image_name(cluster, "nginx")
+        spec = dict(
             name=render.NGINX_CONTAINER,
-            image=self.image.image_name,
+            image=image_name,
             restart="unless-stopped",
             must_run=True,
             ports=[docker.ContainerPortArgs(internal=80, external=cluster.nginx.server_port)],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file="/usr/share/nginx/html/index.html", content=render.nginx_page(args.number)
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    host_path=render.NGINX_PAGE_DIR, container_path="/usr/share/nginx/html", read_only=True
                 )
             ],
-            # The fixed name and host port cannot exist twice: remove the old one, then create.
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            healthcheck=health_check(80),
+            wait=True,
+            wait_timeout=60,
+            # nginx stops gracefully on SIGQUIT (its STOPSIGNAL); without a grace it is killed at once.
+            destroy_grace_seconds=10,
+            **container_logging(),
         )
-        # Registered last: the component's outputs exist once the server runs.
+        digest = render.spec_digest(spec)
+        drains = [
+            remote_script(
+                f"{name}-drain-on-{balancer.host.name}",
+                balancer.connection,
+                render.server_drain_script(server, digest),
+                parent=self,
+                depends_on=[balancer.ready, *args.after],
+            )
+            for balancer in args.balancers
+        ]
+        self.container = docker.Container(
+            f"{name}-container",
+            **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, *drains])),
+        )
+        self.ready = tuple(
+            remote_script(
+                f"{name}-ready-on-{balancer.host.name}",
+                balancer.connection,
+                render.server_ready_script(server, digest),
+                parent=self,
+                depends_on=[self.container],
+            )
+            for balancer in args.balancers
+        )
+        # Registered last: the component's outputs exist once the server runs and is back in service.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

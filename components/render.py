@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -27,6 +28,12 @@ HAPROXY_CONTAINER = "pihalb-haproxy"
 NGINX_CONTAINER = "pihalb-nginx"
 HOST_PACKAGES = ("docker.io", "ca-certificates")
 HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
+# HAProxy's runtime API, inside its container only (never published): the rolling steps drain with it.
+HAPROXY_RUNTIME_PORT = 9999
+HAPROXY_BACKEND = "servers"
+NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
+DRAIN_TIMEOUT_S = 30
+READY_TIMEOUT_S = 60
 
 
 def files_dir() -> Path:
@@ -112,6 +119,7 @@ def haproxy_cfg(cluster: Cluster, balancer: Host, servers: list[Host], stats_pas
             retry_on=hp.retry_on,
             frontend_container_port=HAPROXY_FRONTEND_CONTAINER_PORT,
             stats_container_port=HAPROXY_STATS_CONTAINER_PORT,
+            runtime_port=HAPROXY_RUNTIME_PORT,
             balance=hp.balance,
             health=hp.health_check,
             servers=servers,
@@ -147,15 +155,16 @@ def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp
     )
 
 
-def script(name: str, **variables: str) -> str:
+def script(name: str, libraries: tuple[str, ...] = ("lib.sh",), **variables: str) -> str:
     """A host script from `files/scripts/`, preceded by its inputs as quoted shell assignments.
 
     The scripts stay plain files that `bash -n` and shellcheck read; the values go in as data, never
-    spliced into the code. `lib.sh` (helpers that check before they change) goes in front of each.
+    spliced into the code. `libraries` (`lib.sh`: helpers that check before they change) go in front.
     """
     scripts = files_dir() / "scripts"
     header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(variables.items()))
-    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{(scripts / 'lib.sh').read_text()}{(scripts / name).read_text()}"
+    body = "".join((scripts / library).read_text() for library in (*libraries, name))
+    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{body}"
 
 
 def b64(text: str) -> str:
@@ -245,3 +254,60 @@ def image_name(cluster: Cluster, kind: str) -> str:
     args = image_build_args(cluster, kind)
     digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
     return f"pihalb/{kind}:{digest[:12]}"
+
+
+def spec_digest(spec: dict) -> str:
+    """A short digest of a container's declared inputs: rolling steps carry it, so they run when it changes."""
+    return sha256(json.dumps(spec, sort_keys=True, default=_plain))[:16]
+
+
+def _plain(value: object) -> object:
+    """Pulumi input classes (ContainerPortArgs, ...) as the dicts of their set fields."""
+    return (
+        {key: val for key, val in vars(value).items() if val is not None} if hasattr(value, "__dict__") else str(value)
+    )
+
+
+def nginx_page_script(number: int) -> str:
+    return script("nginx-page.sh", PAGE_B64=b64(nginx_page(number)), PAGE_DIR=NGINX_PAGE_DIR)
+
+
+def nginx_page_delete_script() -> str:
+    return script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
+
+
+def _runtime_script(name: str, server: str, container_spec: str, **variables: str) -> str:
+    return script(
+        name,
+        libraries=("lib.sh", "haproxy-runtime.sh"),
+        SERVER=server,
+        BACKEND=HAPROXY_BACKEND,
+        CONTAINER=HAPROXY_CONTAINER,
+        RUNTIME_PORT=str(HAPROXY_RUNTIME_PORT),
+        CONTAINER_SPEC=container_spec,
+        **variables,
+    )
+
+
+def server_drain_script(server: str, container_spec: str) -> str:
+    return _runtime_script("server-drain.sh", server, container_spec, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
+
+
+def server_ready_script(server: str, container_spec: str) -> str:
+    return _runtime_script("server-ready.sh", server, container_spec, READY_TIMEOUT_S=str(READY_TIMEOUT_S))
+
+
+def balancer_leave_script(cluster: Cluster, container_spec: str) -> str:
+    return script(
+        "balancer-leave.sh",
+        libraries=("lib.sh", "haproxy-runtime.sh"),
+        CONTAINER=HAPROXY_CONTAINER,
+        RUNTIME_PORT=str(HAPROXY_RUNTIME_PORT),
+        INTERFACE=cluster.vrrp.interface,
+        VIP=str(cluster.vrrp.vip.ip),
+        CONTAINER_SPEC=container_spec,
+    )
+
+
+def balancer_rejoin_script(container_spec: str) -> str:
+    return script("balancer-rejoin.sh", CONTAINER_SPEC=container_spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,42 @@ def run_stack(stack_config):
         return program.run(stack, config, program.SECRET_CONFIG_KEYS, declared=declared)
 
     return run
+
+
+# -- the lab, shared by every lab test module (one fresh deployment per session) ----------------------------
+@pytest.fixture(scope="session")
+def lab():
+    """A fresh lab: hosts as a new Pi would be, without Docker (base images are kept between runs).
+
+    PIHALB_REUSE_LAB=1 keeps a running lab instead (a developer's shortcut; the first-apply test then
+    fails, as it should: those hosts are not fresh).
+    """
+    from lab.lab import Lab
+
+    lab = Lab.from_stack()
+    if not os.environ.get("PIHALB_REUSE_LAB"):
+        lab.down()
+    lab.up()
+    yield lab
+    if not os.environ.get("PIHALB_KEEP_LAB"):
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def deployed(lab):
+    """The dev stack applied to the fresh lab by the lab engine, serving."""
+    from drills import stack
+
+    applied = stack.apply(lab)
+    stack.wait_serving(lab)
+    return applied
+
+
+@pytest.fixture(scope="session")
+def master(lab) -> str:
+    return lab.master.name
+
+
+@pytest.fixture(scope="session")
+def backup(lab) -> str:
+    return lab.backup.name

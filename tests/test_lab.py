@@ -7,7 +7,6 @@ ports) comes from the lab, which reads it from the stack's settings.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -33,39 +32,6 @@ def _kinds(applied) -> dict[str, str]:
 
 
 RATE = 50  # requests per second under load
-
-
-@pytest.fixture(scope="module")
-def lab():
-    """A fresh lab: hosts as a new Pi would be, without Docker (base images are kept between runs).
-
-    PIHALB_REUSE_LAB=1 keeps a running lab instead (a developer's shortcut; the first-apply test then
-    fails, as it should: those hosts are not fresh).
-    """
-    lab = Lab.from_stack()
-    if not os.environ.get("PIHALB_REUSE_LAB"):
-        lab.down()
-    lab.up()
-    yield lab
-    if not os.environ.get("PIHALB_KEEP_LAB"):
-        lab.down()
-
-
-@pytest.fixture(scope="module")
-def deployed(lab):
-    applied = stack.apply(lab)
-    stack.wait_serving(lab)
-    return applied
-
-
-@pytest.fixture(scope="module")
-def master(lab) -> str:
-    return lab.master.name
-
-
-@pytest.fixture(scope="module")
-def backup(lab) -> str:
-    return lab.backup.name
 
 
 def test_first_apply_created_everything_and_changed_every_host(deployed, lab):

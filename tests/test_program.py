@@ -49,6 +49,11 @@ def embedded_file(resource) -> str:
     return base64.b64decode(shlex.split(match.group(1))[0]).decode()
 
 
+def embedded_page(resource) -> str:
+    match = re.search(r"^PAGE_B64=(\S+)$", script_of(resource), re.M)
+    return base64.b64decode(shlex.split(match.group(1))[0]).decode()
+
+
 def hosts(program: Program, role: str | None = None) -> list[dict]:
     cluster = program_config(program)
     return [h for h in cluster["hosts"] if role in (None, h["role"])]
@@ -108,11 +113,14 @@ def test_three_servers_and_two_balancers_run(program):
     servers = [c for n, c in sorted(containers.items()) if n.endswith("-nginx-container")]
     balancers = [c for n, c in containers.items() if n.endswith("-haproxy-container")]
     assert len(servers) == 3 and len(balancers) == 2
-    pages = [c.inputs["uploads"][0]["content"] for c in servers]
+    pages = [embedded_page(program.named(c.name.replace("-container", "-page"))) for c in servers]
     assert [re.search(r"Hello world from server (\d)!", p).group(1) for p in pages] == ["1", "2", "3"]
     for container in servers + balancers:
-        assert container.delete_before_replace  # fixed names and ports: the old one must go first
         assert container.inputs["restart"] == "unless-stopped"
+        assert container.inputs["wait"] is True and container.inputs["healthcheck"]["tests"][:2] == ["CMD", "bash"]
+        assert container.inputs["destroyGraceSeconds"] == 10  # a stop signal, then time to finish
+        assert container.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
+        assert "uploads" not in container.inputs  # an upload is ForceNew: a page change would replace it
         assert (
             container.inputs["image"]
             == program.named(container.name.replace("-container", "-image")).inputs["imageName"]
@@ -273,7 +281,10 @@ def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(
     _append_comment(files_copy, "nginx/Dockerfile")
     changes = planned(before, run_stack("dev"))
     servers = [h["name"] for h in hosts(before, "server")]
-    assert changes == PINGS | {f"{s}-nginx-image": "update" for s in servers} | {
+    rolling = {
+        f"{s}-nginx-{step}-on-{lb}": "update" for s in servers for step in ("drain", "ready") for lb in ("lb1", "lb2")
+    }
+    assert changes == PINGS | rolling | {f"{s}-nginx-image": "update" for s in servers} | {
         f"{s}-nginx-container": "replace" for s in servers
     }
 
@@ -303,3 +314,44 @@ def test_deploy_devs_targets_carry_each_commands_parent_chain(run_stack):
             parent = program.find(parent).parent
     names = {program.find(u).name for u in targets}
     assert names == {f"{h['name']}{suffix}" for h in hosts(program) for suffix in ("", "-ping", "-install")}
+
+
+def test_changes_roll_one_host_at_a_time(program):
+    """Servers in inventory order, each drained on both balancers before its container goes and back
+    in service before the next; the BACKUP balancer before the MASTER; VRRP steps BACKUP first."""
+    servers = [h["name"] for h in hosts(program, "server")]
+    master, backup = "lb1", "lb2"
+    for i, server in enumerate(servers):
+        container = program.named(f"{server}-nginx-container")
+        for lb in (master, backup):
+            drain, ready = (
+                program.named(f"{server}-nginx-drain-on-{lb}"),
+                program.named(f"{server}-nginx-ready-on-{lb}"),
+            )
+            assert program.depends_on(container, drain) and program.depends_on(ready, container)
+            assert drain.inputs["connection"]["host"] == program.outputs["balancers"][lb]
+            if i:
+                for previous_lb in (master, backup):
+                    assert program.depends_on(drain, program.named(f"{servers[i - 1]}-nginx-ready-on-{previous_lb}"))
+    assert program.depends_on(program.named(f"{master}-haproxy-leave"), program.named(f"{backup}-haproxy-rejoin"))
+    assert program.depends_on(program.named(f"{master}-haproxy-container"), program.named(f"{master}-haproxy-leave"))
+    for step in ("vrrp-host", "keepalived"):
+        assert program.depends_on(program.named(f"vrrp-{master}-{step}"), program.named(f"vrrp-{backup}-{step}"))
+
+
+def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(run_stack, files_copy):
+    before = run_stack("dev")
+    _append_comment(files_copy, "haproxy/Dockerfile")
+    changes = planned(before, run_stack("dev"))
+    rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in ("image", "leave", "rejoin")}
+    assert changes == PINGS | rolled | {f"{lb}-haproxy-container": "replace" for lb in ("lb1", "lb2")} | {
+        f"{lb}-haproxy-config": "update"
+        for lb in ("lb1", "lb2")  # checked by the new image's own haproxy -c
+    }
+
+
+def test_a_page_change_rewrites_the_page_and_leaves_the_container(run_stack, files_copy):
+    before = run_stack("dev")
+    _append_comment(files_copy, "templates/index.html.j2")
+    servers = [h["name"] for h in hosts(before, "server")]
+    assert planned(before, run_stack("dev")) == PINGS | {f"{s}-nginx-page": "update" for s in servers}
