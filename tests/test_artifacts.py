@@ -150,6 +150,8 @@ def keepalived_dump(conf: str, interface: str, address: str, tmp_path: Path) -> 
         if match:
             dump.setdefault(match.group(1), match.group(2))
     assert "Priority" in dump, "".join(lines)
+    errors = [line for line in lines if re.search(r": Line \d+\)", line)]
+    assert not errors, "keepalived reported config errors:\n" + "".join(errors)
     return dump
 
 
