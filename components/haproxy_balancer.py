@@ -2,8 +2,8 @@
 
 A config change is checked, swapped in and reloaded in place (no new container). A replacement of the
 container (a new image) is delete-before-replace, so the program rolls it: the BACKUP goes first, then
-the MASTER, and before a balancer's HAProxy stops, keepalived leaves on that host so the VIP is the
-peer's (leave); once the new container answers, keepalived comes back (rejoin). The leave and rejoin
+the MASTER, and before a balancer's HAProxy stops its VRRP priority drops to the floor until the peer
+holds the VIP (leave); once the new container answers, the priority comes back (rejoin). The leave and rejoin
 steps carry the container's spec, so they run exactly when the container changes.
 """
 
@@ -93,22 +93,24 @@ class HaproxyBalancer(pulumi.ComponentResource):
             **container_logging(),
         )
         digest = render.spec_digest(spec)
+        leave_script, rejoin_script = render.balancer_roll_scripts(cluster, digest)
         leave = remote_script(
             f"{name}-leave",
             prepared.connection,
-            render.balancer_leave_script(cluster, digest),
+            leave_script,
             parent=self,
             depends_on=[prepared.ready, *args.after],
         )
         self.container = docker.Container(
             f"{name}-container",
             **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
+            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],  # read by the leave step
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, leave])),
         )
         self.rejoined = remote_script(
             f"{name}-rejoin",
             prepared.connection,
-            render.balancer_rejoin_script(digest),
+            rejoin_script,
             parent=self,
             depends_on=[self.container],
         )

@@ -84,11 +84,12 @@ class NginxBackend(pulumi.ComponentResource):
             **container_logging(),
         )
         digest = render.spec_digest(spec)
+        drain_script, ready_script = render.server_roll_scripts(server, digest)
         drains = [
             remote_script(
                 f"{name}-drain-on-{balancer.host.name}",
                 balancer.connection,
-                render.server_drain_script(server, digest),
+                drain_script,
                 parent=self,
                 depends_on=[balancer.ready, *args.after],
             )
@@ -97,13 +98,14 @@ class NginxBackend(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
+            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, *drains])),
         )
         self.ready = tuple(
             remote_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
-                render.server_ready_script(server, digest),
+                ready_script,
                 parent=self,
                 depends_on=[self.container],
             )

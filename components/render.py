@@ -32,6 +32,7 @@ HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
 HAPROXY_RUNTIME_PORT = 9999
 HAPROXY_BACKEND = "servers"
 NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
+VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a handover left half done
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60
 
@@ -150,6 +151,9 @@ def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp
             # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
             advert_int=int(advert) if advert == int(advert) else repr(advert),
             track_file=HAPROXY_TRACK_FILE,
+            handover_file=VRRP_HANDOVER_FILE,
+            # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
+            handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
             vrrp_password=vrrp_password,
         )
     )
@@ -276,38 +280,59 @@ def nginx_page_delete_script() -> str:
     return script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
 
 
-def _runtime_script(name: str, server: str, container_spec: str, **variables: str) -> str:
-    return script(
-        name,
-        libraries=("lib.sh", "haproxy-runtime.sh"),
-        SERVER=server,
-        BACKEND=HAPROXY_BACKEND,
-        CONTAINER=HAPROXY_CONTAINER,
-        RUNTIME_PORT=str(HAPROXY_RUNTIME_PORT),
-        CONTAINER_SPEC=container_spec,
-        **variables,
+SPEC_LABEL = "pihalb.spec"
+
+
+def _paired(
+    before: tuple[str, dict[str, str]], after: tuple[str, dict[str, str]], container_spec: str
+) -> tuple[str, str]:
+    """Two rolling steps around a container replacement, each carrying one key made of the container's
+    spec and both scripts: whatever re-runs the step before (a new spec, an edited script) re-runs the
+    step after, so a server drained or a balancer that left is always brought back."""
+    libraries = ("lib.sh", "haproxy-runtime.sh")
+    drafts = [script(name, libraries=libraries, **variables) for name, variables in (before, after)]
+    key = sha256(container_spec, *drafts)[:16]
+    return tuple(  # type: ignore[return-value]
+        script(name, libraries=libraries, ROLL_KEY=key, CONTAINER_SPEC=container_spec, **variables)
+        for name, variables in (before, after)
     )
 
 
-def server_drain_script(server: str, container_spec: str) -> str:
-    return _runtime_script("server-drain.sh", server, container_spec, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
-
-
-def server_ready_script(server: str, container_spec: str) -> str:
-    return _runtime_script("server-ready.sh", server, container_spec, READY_TIMEOUT_S=str(READY_TIMEOUT_S))
-
-
-def balancer_leave_script(cluster: Cluster, container_spec: str) -> str:
-    return script(
-        "balancer-leave.sh",
-        libraries=("lib.sh", "haproxy-runtime.sh"),
-        CONTAINER=HAPROXY_CONTAINER,
-        RUNTIME_PORT=str(HAPROXY_RUNTIME_PORT),
-        INTERFACE=cluster.vrrp.interface,
-        VIP=str(cluster.vrrp.vip.ip),
-        CONTAINER_SPEC=container_spec,
+def server_roll_scripts(server: str, container_spec: str) -> tuple[str, str]:
+    """The drain and ready scripts a balancer runs around `server`'s container replacement."""
+    common = {
+        "SERVER": server,
+        "BACKEND": HAPROXY_BACKEND,
+        "CONTAINER": HAPROXY_CONTAINER,
+        "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
+    }
+    return _paired(
+        ("server-drain.sh", common | {"DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}),
+        ("server-ready.sh", common | {"READY_TIMEOUT_S": str(READY_TIMEOUT_S)}),
+        container_spec,
     )
 
 
-def balancer_rejoin_script(container_spec: str) -> str:
-    return script("balancer-rejoin.sh", CONTAINER_SPEC=container_spec)
+def balancer_roll_scripts(cluster: Cluster, container_spec: str) -> tuple[str, str]:
+    """The leave and rejoin scripts a balancer runs around its own HAProxy container's replacement."""
+    return _paired(
+        (
+            "balancer-leave.sh",
+            {
+                "CONTAINER": HAPROXY_CONTAINER,
+                "SPEC_LABEL": SPEC_LABEL,
+                "INTERFACE": cluster.vrrp.interface,
+                "VIP": str(cluster.vrrp.vip.ip),
+                "HANDOVER_FILE": VRRP_HANDOVER_FILE,
+                "HANDOVER_TIMEOUT_S": str(handover_timeout_s(cluster)),
+                "PREEMPT": "yes" if cluster.vrrp.preempt else "no",
+            },
+        ),
+        ("balancer-rejoin.sh", {"HANDOVER_FILE": VRRP_HANDOVER_FILE}),
+        container_spec,
+    )
+
+
+def handover_timeout_s(cluster: Cluster) -> int:
+    """How long the peer may take to win: Master_Down_Interval (3 adverts + skew) and a generous margin."""
+    return int(4 * cluster.vrrp.advert_interval) + 10

@@ -179,6 +179,7 @@ CONTAINER_INPUTS = {
     "healthcheck",
     "wait",
     "waitTimeout",
+    "labels",
 }
 
 
@@ -258,6 +259,8 @@ def _wait_healthy(resource: Resource, container, timeout: float) -> None:
 def _create_kwargs(resource: Resource) -> dict:
     inputs = resource.inputs
     kwargs: dict = {"image": inputs["image"], "name": inputs["name"], "detach": True}
+    if "labels" in inputs:
+        kwargs["labels"] = {label["label"]: label["value"] for label in inputs["labels"]}
     if "restart" in inputs:
         kwargs["restart_policy"] = {"Name": inputs["restart"]}
     ports = {}

@@ -1,6 +1,6 @@
 # HAProxy's runtime API on a balancer, for the rolling steps: one command per connection to the admin
 # socket HAProxy listens on inside its container (127.0.0.1 only, never published).
-# CONTAINER_SPEC names the server container this step belongs to: when it changes, the step runs again.
+# CONTAINER_SPEC and ROLL_KEY tie a step to the container it rolls: when either changes, the pair re-runs.
 
 # runtime COMMAND: its answer on stdout; fails when HAProxy does not answer.
 runtime() {
