@@ -15,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation, container_logging, health_check, image_on_host
+from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
 from components.remote import remote_script
 from components.settings import Cluster, Host
 
@@ -57,6 +57,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
         cluster, prepared, hp = args.cluster, args.prepared, args.cluster.haproxy
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", cluster, "haproxy", on_host)
+        prune = image_prune(f"{name}-image-prune", cluster, "haproxy", prepared, self)
         config = pulumi.Output.from_input(args.stats_password).apply(
             lambda password: render.haproxy_cfg(cluster, args.host, list(args.servers), password)
         )
@@ -105,7 +106,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
             f"{name}-container",
             **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
             labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],  # read by the leave step
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, leave])),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, prune, leave])),
         )
         self.rejoined = remote_script(
             f"{name}-rejoin",

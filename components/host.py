@@ -103,6 +103,18 @@ def container_logging() -> dict:
     return {"log_driver": "json-file", "log_opts": {"max-size": "10m", "max-file": "3"}}
 
 
+def image_prune(name: str, cluster: Cluster, kind: str, prepared: HostPreparation, parent: pulumi.Resource):
+    """Old tags of `kind` removed on every change, all of them on delete (the containers depend on it)."""
+    return remote_script(
+        name,
+        prepared.connection,
+        render.image_prune_script(cluster, kind),
+        delete_script=render.image_prune_delete_script(kind),
+        parent=parent,
+        depends_on=[prepared.ready],
+    )
+
+
 def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions) -> docker.Image:
     """An image built by the host's own daemon from `files/<kind>/`, for the stack's platform, never pushed.
 

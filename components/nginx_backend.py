@@ -18,7 +18,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import render
-from components.host import HostPreparation, container_logging, health_check, image_on_host
+from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
 from components.remote import remote_script
 from components.settings import Cluster, Host
 
@@ -56,6 +56,7 @@ class NginxBackend(pulumi.ComponentResource):
         cluster, prepared, server = args.cluster, args.prepared, args.host.name
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", cluster, "nginx", on_host)
+        prune = image_prune(f"{name}-image-prune", cluster, "nginx", prepared, self)
         page = remote_script(
             f"{name}-page",
             prepared.connection,
@@ -99,7 +100,7 @@ class NginxBackend(pulumi.ComponentResource):
             f"{name}-container",
             **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
             labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, *drains])),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, prune, *drains])),
         )
         self.ready = tuple(
             remote_script(

@@ -257,7 +257,21 @@ def image_name(cluster: Cluster, kind: str) -> str:
     context = files_dir() / kind
     args = image_build_args(cluster, kind)
     digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
-    return f"pihalb/{kind}:{digest[:12]}"
+    # `localhost/`: should the image ever be missing, a pull goes nowhere instead of to Docker Hub's
+    # `pihalb/` namespace, which this project does not own.
+    return f"{image_repository(kind)}:{digest[:12]}"
+
+
+def image_repository(kind: str) -> str:
+    return f"localhost/pihalb/{kind}"
+
+
+def image_prune_script(cluster: Cluster, kind: str) -> str:
+    return script("image-prune.sh", REPOSITORY=image_repository(kind), CURRENT=image_name(cluster, kind))
+
+
+def image_prune_delete_script(kind: str) -> str:
+    return script("image-prune-delete.sh", REPOSITORY=image_repository(kind))
 
 
 def spec_digest(spec: dict) -> str:

@@ -284,9 +284,8 @@ def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(
     rolling = {
         f"{s}-nginx-{step}-on-{lb}": "update" for s in servers for step in ("drain", "ready") for lb in ("lb1", "lb2")
     }
-    assert changes == PINGS | rolling | {f"{s}-nginx-image": "update" for s in servers} | {
-        f"{s}-nginx-container": "replace" for s in servers
-    }
+    images = {f"{s}-nginx-{step}": "update" for s in servers for step in ("image", "image-prune")}
+    assert changes == PINGS | rolling | images | {f"{s}-nginx-container": "replace" for s in servers}
 
 
 def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
@@ -343,7 +342,8 @@ def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(ru
     before = run_stack("dev")
     _append_comment(files_copy, "haproxy/Dockerfile")
     changes = planned(before, run_stack("dev"))
-    rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in ("image", "leave", "rejoin")}
+    steps = ("image", "image-prune", "leave", "rejoin")
+    rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in steps}
     assert changes == PINGS | rolled | {f"{lb}-haproxy-container": "replace" for lb in ("lb1", "lb2")} | {
         f"{lb}-haproxy-config": "update"
         for lb in ("lb1", "lb2")  # checked by the new image's own haproxy -c
