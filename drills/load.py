@@ -78,6 +78,12 @@ class Load:
         """Seconds since the window began (negative just before the first request)."""
         return time.monotonic() - self.t0
 
+    def finish(self, tail: float = 3.0) -> Recording:
+        """End the window `tail` seconds from now (if it would end later), then wait for it: a window as
+        long as the change it watches, plus a tail in which a late failure would still show."""
+        self.recording.seconds = min(self.recording.seconds, max(0.0, self.elapsed()) + tail)
+        return self.join()
+
     def join(self) -> Recording:
         for thread in self._threads:
             thread.join(timeout=self.recording.seconds + 30)
@@ -93,8 +99,9 @@ class Load:
     def _drive(self) -> None:
         # Enough workers that requests hanging for the whole timeout never delay the ones due after them.
         with ThreadPoolExecutor(max_workers=int(self.rate * self.timeout * 2) + 8) as pool:
-            for i in range(int(self.recording.seconds * self.rate)):
-                at = i / self.rate
+            i = 0
+            while (at := i / self.rate) < self.recording.seconds:  # `finish` may shorten the window
+                i += 1
                 delay = self.t0 + at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)

@@ -1,7 +1,9 @@
-# Undo vrrp-host.sh's firewall unit and rules (packages and the sysctl drop-in stay: harmless, shared).
+# Undo vrrp-host.sh: the firewall unit, its rules and the sysctl drop-in (packages stay: shared; the live
+# ip_forward value stays until the next boot, as other services may rely on it by then).
 set -eu
 sudo -n systemctl disable pihalb-vrrp-firewall 2>/dev/null || true
-sudo -n rm -f /etc/systemd/system/pihalb-vrrp-firewall.service /usr/local/sbin/pihalb-vrrp-firewall
+sudo -n rm -f /etc/systemd/system/pihalb-vrrp-firewall.service /usr/local/sbin/pihalb-vrrp-firewall \
+    /etc/sysctl.d/60-pihalb-vrrp.conf
 sudo -n systemctl daemon-reload
 while sudo -n iptables -D INPUT -i "$INTERFACE" -p vrrp -j ACCEPT 2>/dev/null; do :; done
 while sudo -n iptables -D INPUT -i "$INTERFACE" -d 224.0.0.0/8 -j ACCEPT 2>/dev/null; do :; done

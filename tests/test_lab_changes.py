@@ -1,0 +1,288 @@
+"""Changes applied as `pulumi up` applies them (the lab engine: Pulumi's update/replace/delete rules),
+under load through the VIP, with the tuned profile.
+
+For each change: the plan's step kinds (what Pulumi would do), then what it cost (no request may fail),
+then the cluster afterwards (the site serves through the VIP, keepalived is active on both balancers,
+exactly one holds the VIP). Changes build on each other, in file order; then a server leaves and comes
+back, an apply is killed midway and the next one converges, and the stack is destroyed and comes back.
+No test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from components import render
+from drills import stack
+from drills.load import Load, Recording
+from drills.observe import get_vip
+from harness.program import ROOT
+from lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+PROFILE = "dev-tuned"
+RATE = 50  # requests per second, each on a new connection, 1 s timeout
+CONTAINER = "docker:index/container:Container"
+
+
+class Changes:
+    """The files copy the program renders from, and the cluster values changed so far (path -> value)."""
+
+    def __init__(self, lab: Lab, files: Path) -> None:
+        self.lab, self.files = lab, files
+        self.values: dict[str, object] = {}
+
+    def alter(self, config: dict) -> None:
+        apply_values(config, self.values)
+
+    def append(self, relative: str, line: str) -> None:
+        with open(self.files / relative, "a") as handle:
+            handle.write(line + "\n")
+
+    def apply_under_load(self) -> tuple[stack.lab_stack.Applied, Recording]:
+        load = Load.through_vip(self.lab, RATE, 1800, timeout=1.0).start()
+        time.sleep(1)
+        try:
+            applied = stack.apply(self.lab, self.alter, log=lambda line: None, stack=PROFILE, files=self.files)
+        finally:
+            recording = load.finish(tail=3)
+        return applied, recording
+
+
+def apply_values(config: dict, values: dict[str, object]) -> None:
+    for path, value in values.items():
+        node = stack.cluster(config)
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+
+def changed(applied) -> dict[str, str]:
+    """The plan's changes, without the connectivity checks (replaced on every up, by design)."""
+    return {name: kind for name, kind in applied.plan.kinds().items() if not name.endswith("-ping")}
+
+
+def assert_no_request_failed(recording: Recording) -> None:
+    assert recording.samples, "the load sent nothing"
+    failed = recording.failed
+    assert failed == [], (
+        f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}"
+    )
+
+
+def assert_healthy(lab: Lab) -> None:
+    stack.wait_serving(lab)
+    for balancer in lab.balancers:
+        assert lab.sh(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
+    assert len(lab.vip_holders()) == 1
+
+
+def ended(step) -> float:
+    return step.started + step.seconds
+
+
+def servers(lab: Lab, *steps: str, kind: str = "update") -> dict[str, str]:
+    return {f"{s.name}-nginx-{step}": kind for s in lab.servers for step in steps}
+
+
+def on_balancers(lab: Lab, *steps: str, kind: str = "update") -> dict[str, str]:
+    return {f"{b.name}-haproxy-{step}": kind for b in lab.balancers for step in steps}
+
+
+def vrrp(lab: Lab, step: str) -> dict[str, str]:
+    return {f"vrrp-{b.name}-{step}": "update" for b in lab.balancers}
+
+
+def rolled_servers(lab: Lab) -> dict[str, str]:
+    balancers = [b.name for b in lab.balancers]
+    rolling = {
+        f"{s.name}-nginx-{step}-on-{b}": "update" for s in lab.servers for step in ("drain", "ready") for b in balancers
+    }
+    return rolling | servers(lab, "image", "image-prune") | servers(lab, "container", kind="replace")
+
+
+@pytest.fixture(scope="module")
+def changes(deployed, lab: Lab, tmp_path_factory) -> Changes:
+    """The tuned profile, rendered from a copy of files/ that the tests change (the baseline apply)."""
+    files = tmp_path_factory.mktemp("changes") / "files"
+    shutil.copytree(render.files_dir(), files)
+    state = Changes(lab, files)
+    stack.apply(lab, log=lambda line: None, stack=PROFILE, files=files)
+    assert_healthy(lab)
+    return state
+
+
+def test_a_new_page_rewrites_the_page_files_and_replaces_nothing(changes, lab):
+    changes.append("templates/index.html.j2", "<!-- page v2 -->")
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == servers(lab, "page")
+    assert_no_request_failed(recording)
+    connection = http.client.HTTPConnection(str(lab.servers[0].address), lab.server_port, timeout=5)
+    connection.request("GET", "/")
+    assert "<!-- page v2 -->" in connection.getresponse().read().decode()
+    assert_healthy(lab)
+
+
+def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
+    changes.append("nginx/Dockerfile", "# nginx image v2")
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == rolled_servers(lab)
+    done = {d.name: d for d in applied.report.done}
+    names = [s.name for s in lab.servers]
+    for previous, following in zip(names, names[1:], strict=False):  # one server out at a time
+        back = max(
+            done[f"{previous}-nginx-ready-on-{b.name}"].started + done[f"{previous}-nginx-ready-on-{b.name}"].seconds
+            for b in lab.balancers
+        )
+        assert done[f"{following}-nginx-container"].started >= back
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_a_haproxy_cfg_value_reloads_both_balancers_in_place(changes, lab):
+    changes.values["haproxy.timeouts.clientMs"] = 11000
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == on_balancers(lab, "config")
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_a_keepalived_value_reloads_keepalived_and_deletes_nothing(changes, lab):
+    changes.values["vrrp.track.weight"] = 3
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == vrrp(lab, "keepalived")
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_edited_host_scripts_rerun_in_place_backup_first(changes, lab):
+    changes.append("scripts/vrrp-host.sh", "# firewall script v2")
+    changes.append("scripts/haproxy-watch.sh", "# watcher script v2")
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == vrrp(lab, "vrrp-host") | vrrp(lab, "haproxy-watch")
+    done = {d.name: d for d in applied.report.done}
+    assert done[f"vrrp-{lab.master.name}-vrrp-host"].started >= done[f"vrrp-{lab.backup.name}-vrrp-host"].started
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
+    """Pinning the version Debian serves here: a new build argument, so new images and containers."""
+    changes.values["haproxy.source.version"] = "2.6.12-1+deb12u3"
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave", "rejoin") | on_balancers(
+        lab, "container", kind="replace"
+    )
+    done = {d.name: d for d in applied.report.done}
+    backup_back = done[f"{lab.backup.name}-haproxy-rejoin"]
+    assert done[f"{lab.master.name}-haproxy-leave"].started >= ended(backup_back)
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_a_removed_server_leaves_the_balancers_before_it_goes(changes, lab):
+    leaving = lab.servers[-1].name
+    original = [h for h in stack.cluster(stack.lab_stack.config(lab, PROFILE))["hosts"]]
+    changes.values["hosts"] = [h for h in original if h["name"] != leaving]
+    applied, recording = changes.apply_under_load()
+    kinds = changed(applied)
+    assert {n: k for n, k in kinds.items() if k != "delete"} == on_balancers(lab, "config")
+    deleted = sorted(n for n, k in kinds.items() if k == "delete")
+    assert deleted and all(n.startswith(leaving) for n in deleted), deleted
+    assert f"{leaving}-nginx-container" in deleted and f"{leaving}-nginx-image" in deleted
+    done = {d.name: d for d in applied.report.done}
+    configs_done = max(
+        done[f"{b.name}-haproxy-config"].started + done[f"{b.name}-haproxy-config"].seconds for b in lab.balancers
+    )
+    assert next(d for d in applied.report.done if d.name == f"{leaving}-nginx-container").started >= configs_done
+    assert lab.sh(leaving, "sudo docker ps -aq --filter name=pihalb", check=False)[1].strip() == ""
+    assert_no_request_failed(recording)
+    del changes.values["hosts"]
+
+
+def test_a_server_added_joins_after_its_container_answers(changes, lab):
+    joining = lab.servers[-1].name
+    applied, recording = changes.apply_under_load()
+    kinds = changed(applied)
+    assert {n for n, k in kinds.items() if k == "create"} >= {f"{joining}-nginx-container", f"{joining}-nginx-image"}
+    assert {n: k for n, k in kinds.items() if k != "create"} == on_balancers(lab, "config")
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+    assert {get_vip(lab).server for _ in range(3 * len(lab.servers))} == set(range(1, len(lab.servers) + 1))
+
+
+def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
+    """Killed right after the first server's new container is up: the next `up` finishes the roll."""
+    changes.append("nginx/Dockerfile", "# nginx image v3")
+    code = (
+        "import json, sys; from pathlib import Path; from drills import stack; from lab.lab import Lab;"
+        "from tests.test_lab_changes import apply_values;"
+        "values = json.loads(sys.argv[2]);"
+        "stack.apply(Lab.from_stack(), lambda c: apply_values(c, values), stack=sys.argv[3], files=Path(sys.argv[1]))"
+    )
+    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(changes.files), json.dumps(changes.values), PROFILE],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    first = lab.servers[0].name
+    try:
+        for line in child.stdout:  # type: ignore[union-attr]
+            if f"{first}-nginx-container replace done" in line:
+                child.kill()
+                break
+        child.wait(timeout=600)
+        assert child.returncode != 0, "the apply finished before it could be killed"
+        assert stack.lab_stack.backend(lab).checkpoint("dev").interrupted()  # what was in flight is on record
+        applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    finally:
+        recording = load.finish(tail=3)
+    kinds = changed(applied)
+    assert kinds.get(f"{first}-nginx-container") is None  # done before the kill: not redone
+    for server in lab.servers[1:]:
+        assert kinds[f"{server.name}-nginx-container"] == "replace"
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    assert changed(again) == {}
+
+
+def test_destroy_leaves_nothing_of_pihalb_and_up_brings_it_back(changes, lab):
+    """Checked on every host: containers, tagged images, units, files, firewall rules, the VIP; Docker stays.
+    The images' build-cache layers stay (untagged, as `docker image prune` finds them): the next `up`
+    rebuilds from them instead of compiling HAProxy again."""
+    stack.lab_stack.destroy(lab, log=lambda line: None)
+    checks = {
+        "containers": "sudo docker ps -aq --filter name=pihalb",
+        "images": "sudo docker images -q --filter 'reference=localhost/pihalb/*'",
+        "units": "systemctl list-unit-files 'pihalb*' --no-legend; systemctl is-active keepalived || true",
+        "files": "ls -d /etc/pihalb /etc/keepalived/keepalived.conf /etc/systemd/system/pihalb-*"
+        " /usr/local/sbin/pihalb-* /etc/sysctl.d/60-pihalb-vrrp.conf /etc/tmpfiles.d/pihalb.conf 2>/dev/null || true",
+        "firewall": "sudo iptables -S INPUT | grep -E 'vrrp| 112 |224.0.0.0' || true",
+        "vip": f"ip -4 -o addr | grep ' {lab.vip.ip}/' || true",
+    }
+    for host in lab.hosts:
+        for what, command in checks.items():
+            output = lab.sh(host.name, command, check=False)[1].strip()
+            left = output.replace("inactive", "").strip()
+            assert left == "", f"{host.name}: {what} left after destroy: {output}"
+        assert lab.sh(host.name, "systemctl is-active docker", check=False)[1].strip() == "active"
+    assert stack.lab_stack.backend(lab).checkpoint("dev").resources == []
+    applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    assert set(changed(applied).values()) == {"create"}
+    assert_healthy(lab)
