@@ -27,6 +27,7 @@ HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"
 HAPROXY_CONTAINER = "pihalb-haproxy"
 NGINX_CONTAINER = "pihalb-nginx"
 HOST_PACKAGES = ("docker.io", "ca-certificates")
+ENGINE_PACKAGES = ("docker.io", "containerd", "runc")  # held: upgraded on purpose, one host at a time
 HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
 # HAProxy's runtime API, inside its container only (never published): the rolling steps drain with it.
 HAPROXY_RUNTIME_PORT = 9999
@@ -191,6 +192,7 @@ def prepare_host_script(cluster: Cluster, login_user: str) -> str:
         UPGRADE_PACKAGES="yes" if prep.upgrade_packages else "no",
         APT_MAX_AGE_MINUTES=str(prep.apt_max_age_minutes),
         PACKAGES=" ".join(HOST_PACKAGES),
+        ENGINE_PACKAGES=" ".join(ENGINE_PACKAGES),
     )
 
 

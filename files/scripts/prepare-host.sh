@@ -33,7 +33,22 @@ fi
 
 # shellcheck disable=SC2086 # a list of package names
 ensure_packages $PACKAGES
+# The engine is held: an `apt-get upgrade` here or unattended-upgrades on every Pi at once would
+# restart each host's dockerd together. Upgrade it on purpose, one host at a time (README).
+for pkg in $ENGINE_PACKAGES; do
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+        && ! apt-mark showhold | grep -qx "$pkg"; then
+        sudo -n apt-mark hold "$pkg" >/dev/null
+        echo "$pkg held"
+        changed=yes
+    fi
+done
+# live-restore: containers keep running while dockerd restarts (an engine upgrade, a crash).
+install_if_different '{ "live-restore": true }' 0644 /etc/docker/daemon.json
 ensure_running docker
+if [ "$changed" = yes ] && [ "$(sudo -n docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" != true ]; then
+    sudo -n systemctl reload docker # live-restore is one of the options dockerd reloads
+fi
 if ! id -nG "$LOGIN_USER" | tr ' ' '\n' | grep -qx docker; then
     sudo -n usermod -aG docker "$LOGIN_USER"
     echo "$LOGIN_USER added to the docker group"
