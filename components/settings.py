@@ -5,250 +5,62 @@ stops `pulumi preview` with an error that names the config key and says how to f
 is touched. Models are strict (`extra="forbid"`, strict types, full-string matches) so a typo in a key
 is an error, not a silent default, and a value is either refused or reaches its daemon unchanged.
 
-Each rule lives on the model it concerns: a field's form in its type (the `Annotated` aliases below,
-each saying what its consumer accepts), a rule between fields in that model's validator.
+Each rule lives on the model it concerns: a field's form in its type (the `Annotated` aliases of
+`fields.py`, each saying what its consumer accepts), a rule between fields in that model's validator.
+SSH keys are parsed in `keys.py`, secrets checked in `secrets.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
-import math
-import re
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-import pulumi
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
+from pydantic import Field, StrictBool, ValidationError, model_validator
+
+# F401: names imported only so that callers keep importing them from here, where they used to live.
+from components.fields import (
+    CLUSTER_KEY,
+    CONFIG_NAMESPACE,
+    HAPROXY_MAX_TIMER_MS,  # noqa: F401
+    HOST_KEYS_KEY,
+    HOST_NAME,  # noqa: F401
+    RETRY_ON_KEYWORDS,  # noqa: F401
+    SSH_PRIVATE_KEY_KEY,  # noqa: F401
+    STATS_PASSWORD_KEY,  # noqa: F401
+    VRRP_PASSWORD_KEY,  # noqa: F401
+    AdvertInterval,
+    ConfigError,
+    DebianVersion,
+    HostName,
+    HttpsUrl,
+    ImageRef,
+    Interface,
+    Ipv4,
+    Ipv4Interface,
+    LoginUser,
+    Port,
+    Problem,
+    RetryOn,
+    Sha256Hex,
+    StrictModel,
+    TimerMs,
+    UrlPath,
+    fail,
+    format_validation_error,
+    int_range,
 )
-
-CONFIG_NAMESPACE = "pihalb"
-
-# Keys of the stack config, as a user types them after `pulumi config set`.
-CLUSTER_KEY = "cluster"
-HOST_KEYS_KEY = "hostKeys"
-SSH_PRIVATE_KEY_KEY = "sshPrivateKey"
-VRRP_PASSWORD_KEY = "vrrpPassword"
-STATS_PASSWORD_KEY = "statsPassword"
+from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
+from components.secrets import SECRET_KEYS, Secrets, check_secret  # noqa: F401
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
-HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
-# HAProxy 2.6 manual, `retry-on`: every keyword it accepts ("none" only on its own).
-RETRY_ON_KEYWORDS = (
-    "none",
-    "conn-failure",
-    "empty-response",
-    "junk-response",
-    "response-timeout",
-    "0rtt-rejected",
-    "all-retryable-errors",
-    *("401", "403", "404", "408", "425", "500", "501", "502", "503", "504"),
-)
 # keepalived: 255 belongs to the address owner; a tracked priority is clamped to 1..254.
 KEEPALIVED_MAX_PRIORITY = 254
-# HAProxy: "timer overflow ... maximum value is 2147483647 ms".
-HAPROXY_MAX_TIMER_MS = 2_147_483_647
-HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
-
-
-class ConfigError(pulumi.RunError, ValueError):
-    """A stack config value that cannot work; the message names the key and the fix.
-
-    A `pulumi.RunError`, so the Pulumi CLI prints the message alone, without a Python traceback.
-    """
-
-
-class Problem(ValueError):
-    """Raised by a validator: what is wrong and how to fix it, optionally for a key below the model's."""
-
-    def __init__(self, problem: str, fix: str, key: str = "") -> None:
-        super().__init__(f"{problem}. Fix: {fix}")
-        self.problem, self.fix, self.key = problem, fix, key
-
-
-# ---- field types: each says what its consumer accepts --------------------------------------------------
-
-
-def _matching(pattern: str, what: str, fix: str, *, max_len: int | None = None) -> Callable[[str], str]:
-    regex = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if (max_len is not None and len(value) > max_len) or not regex.fullmatch(value):
-            raise Problem(f"{value!r} is not {what}", fix)
-        return value
-
-    return check
-
-
-def _int_range(low: int, high: int, why: str) -> Any:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise Problem(f"{value} is outside {low}..{high} ({why})", f"use a whole number from {low} to {high}")
-        return value
-
-    return Annotated[StrictInt, AfterValidator(check)]
-
-
-def _ipv4(value: Any) -> ipaddress.IPv4Address:
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9.]{7,15}", value):
-        raise Problem(f"{value!r} is not an IPv4 address", "write it as four decimal numbers, e.g. 192.168.1.10")
-    try:
-        address = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise Problem(
-            f"{value!r} is not an IPv4 address", "write it as four numbers 0..255, e.g. 192.168.1.10"
-        ) from None
-    if address.is_multicast or address.is_loopback or address.is_unspecified or address.is_reserved:
-        raise Problem(f"{value} is not a unicast host address", "use the host's LAN address")
-    return address
-
-
-def _ipv4_interface(value: Any) -> ipaddress.IPv4Interface:
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9.]{7,15}/(?:[0-9]|[12][0-9]|3[0-2])", value):
-        raise Problem(f"{value!r} is not an address with a prefix", "write it as address/prefix, e.g. 10.42.0.240/24")
-    address, _, prefix = value.partition("/")
-    return ipaddress.IPv4Interface((_ipv4(address), int(prefix)))
-
-
-LoginUser = Annotated[
-    StrictStr,
-    AfterValidator(
-        _matching(
-            r"[a-z_][a-z0-9_-]{0,31}",
-            "a login user name (it becomes the sudoers drop-in's user and the user of ssh://user@host)",
-            "use lowercase letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters",
-        )
-    ),
-]
-HostName = Annotated[
-    StrictStr,
-    AfterValidator(
-        _matching(
-            HOST_NAME.pattern,
-            "a short lowercase name",
-            "use letters, digits and '-', starting with a letter, at most 31 characters",
-        )
-    ),
-]
-Port = _int_range(1, 65535, "a TCP port")
-Ipv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4)]
-Ipv4Interface = Annotated[ipaddress.IPv4Interface, BeforeValidator(_ipv4_interface)]
-
-
-def _interface(value: str) -> str:
-    _matching(
-        r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}",
-        "a network interface name",
-        "use the balancers' LAN interface, e.g. eth0: letters, digits, '_', '.' and '-', "
-        "not starting with '.' or '-', at most 15 characters",
-    )(value)
-    if value == "lo":
-        raise Problem("keepalived cannot run VRRP on the loopback interface", "use the balancers' LAN interface")
-    return value
-
-
-def _path(value: str) -> str:
-    pchar = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
-    return _matching(
-        rf"/(?:{pchar}|/)*(?:\?(?:{pchar}|[/?])*)?",
-        "a URL path",
-        "start with '/' and use letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes, optionally a ?query "
-        "(no spaces, no '\"', no '#')",
-        max_len=1024,
-    )(value)
-
-
-def _retry_on(value: str) -> str:
-    if value == "":
-        return value
-    words = value.split(" ")
-    unknown = [w for w in words if w not in RETRY_ON_KEYWORDS]
-    if unknown:
-        raise Problem(
-            f"{unknown} are not HAProxy retry-on keywords",
-            f"use words from {list(RETRY_ON_KEYWORDS)} separated by single spaces, or leave it empty",
-        )
-    if "none" in words and len(words) > 1:
-        raise Problem("'none' cannot be combined with other retry-on keywords", "use 'none' alone")
-    return value
-
-
-def _advert_interval(value: float) -> float:
-    if not math.isfinite(value) or not 0.01 <= value <= 255:
-        raise Problem(
-            f"{value} s is outside 0.01..255 s (keepalived's advert_int range)", "use 1 (seconds), or e.g. 0.2 with v3"
-        )
-    return value
-
-
-TimerMs = _int_range(1, HAPROXY_MAX_TIMER_MS, "HAProxy timers are at most 2147483647 ms")
-ImageRef = Annotated[
-    StrictStr,
-    AfterValidator(
-        _matching(
-            r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-            r"(?::[0-9]{1,5})?)/)?"
-            r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-            r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?",
-            "an image reference",
-            "e.g. debian:bookworm-slim or registry.example:5000/debian:bookworm-slim (Docker's reference syntax)",
-            max_len=255,
-        )
-    ),
-]
-DebianVersion = Annotated[
-    StrictStr,
-    AfterValidator(
-        _matching(
-            r"|(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*",
-            "a Debian package version",
-            "e.g. 2.6.12-1+deb12u4 (digits first; letters, digits and .+~-), or empty for the newest",
-            max_len=128,
-        )
-    ),
-]
-HttpsUrl = Annotated[
-    StrictStr,
-    AfterValidator(
-        _matching(
-            r"|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~/%+=&?,;:@]*",
-            "an https URL",
-            "e.g. https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz (no spaces or quotes)",
-            max_len=2048,
-        )
-    ),
-]
-Sha256Hex = Annotated[
-    StrictStr,
-    AfterValidator(_matching(r"|[0-9a-f]{64}", "a SHA-256", "write the 64 lowercase hex digits of `sha256sum`")),
-]
 
 
 # ---- models ---------------------------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class Host(_Strict):
+class Host(StrictModel):
     """One Pi of the inventory."""
 
     name: HostName
@@ -256,7 +68,7 @@ class Host(_Strict):
     role: Literal["server", "balancer"]
     user: LoginUser | None = None
     port: Port | None = None
-    priority: _int_range(1, KEEPALIVED_MAX_PRIORITY, "keepalived caps priorities at 254") | None = None
+    priority: int_range(1, KEEPALIVED_MAX_PRIORITY, "keepalived caps priorities at 254") | None = None
 
     @model_validator(mode="after")
     def _priority_by_role(self) -> Host:
@@ -273,15 +85,15 @@ class Host(_Strict):
         return self
 
 
-class SshDefaults(_Strict):
+class SshDefaults(StrictModel):
     """Login used for every host that does not set its own."""
 
     user: LoginUser = "pi"
     port: Port = 22
-    connect_timeout: _int_range(1, 300, "seconds") = Field(default=10, alias="connectTimeout")
+    connect_timeout: int_range(1, 300, "seconds") = Field(default=10, alias="connectTimeout")
 
 
-class TrackScript(_Strict):
+class TrackScript(StrictModel):
     """How keepalived decides HAProxy is alive.
 
     `script`: the paper's `chk_haproxy` (`killall -0 haproxy` every `interval` seconds).
@@ -290,11 +102,11 @@ class TrackScript(_Strict):
     """
 
     kind: Literal["script", "events"] = "script"
-    interval: _int_range(1, 3600, "seconds between checks") = 2
-    weight: _int_range(-253, 253, "keepalived's weight range") = 2
-    fall: _int_range(1, 100, "failed checks before down") = 1
-    rise: _int_range(1, 100, "good checks before up") = 1
-    timeout: _int_range(1, 60, "seconds") = 1
+    interval: int_range(1, 3600, "seconds between checks") = 2
+    weight: int_range(-253, 253, "keepalived's weight range") = 2
+    fall: int_range(1, 100, "failed checks before down") = 1
+    rise: int_range(1, 100, "good checks before up") = 1
+    timeout: int_range(1, 60, "seconds") = 1
 
     @model_validator(mode="after")
     def _weight_direction(self) -> TrackScript:
@@ -308,17 +120,15 @@ class TrackScript(_Strict):
         return self
 
 
-class Vrrp(_Strict):
+class Vrrp(StrictModel):
     """The keepalived instance shared by the two balancers."""
 
     vip: Ipv4Interface
-    interface: Annotated[StrictStr, AfterValidator(_interface)] = "eth0"
-    router_id: _int_range(1, 255, "VRRP router ids; pick a free one, the paper uses 51") = Field(
+    interface: Interface = "eth0"
+    router_id: int_range(1, 255, "VRRP router ids; pick a free one, the paper uses 51") = Field(
         default=51, alias="routerId"
     )
-    advert_interval: Annotated[StrictFloat, AfterValidator(_advert_interval)] = Field(
-        default=1.0, alias="advertInterval"
-    )
+    advert_interval: AdvertInterval = Field(default=1.0, alias="advertInterval")
     version: Literal[2, 3] = 2
     mode: Literal["multicast", "unicast"] = "multicast"
     preempt: StrictBool = True
@@ -353,17 +163,17 @@ class Vrrp(_Strict):
         return self
 
 
-class HealthCheck(_Strict):
+class HealthCheck(StrictModel):
     """HAProxy's active check of each server (`option httpchk`)."""
 
-    path: Annotated[StrictStr, AfterValidator(_path)] = "/"
-    expect_status: _int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
-    inter_ms: _int_range(100, 3_600_000, "milliseconds between checks") = Field(default=2000, alias="interMs")
-    fall: _int_range(1, 100, "failed checks before down") = 3
-    rise: _int_range(1, 100, "good checks before up") = 2
+    path: UrlPath = "/"
+    expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
+    inter_ms: int_range(100, 3_600_000, "milliseconds between checks") = Field(default=2000, alias="interMs")
+    fall: int_range(1, 100, "failed checks before down") = 3
+    rise: int_range(1, 100, "good checks before up") = 2
 
 
-class Timeouts(_Strict):
+class Timeouts(StrictModel):
     """HAProxy `timeout` values in milliseconds (the paper's 5000/10000/10000)."""
 
     connect_ms: TimerMs = Field(default=5000, alias="connectMs")
@@ -371,7 +181,7 @@ class Timeouts(_Strict):
     server_ms: TimerMs = Field(default=10000, alias="serverMs")
 
 
-class HaproxySource(_Strict):
+class HaproxySource(StrictModel):
     """Where the HAProxy source that the image compiles comes from, and how it is verified."""
 
     kind: Literal["debian", "upstream"] = "debian"
@@ -392,7 +202,7 @@ class HaproxySource(_Strict):
         return self
 
 
-class Haproxy(_Strict):
+class Haproxy(StrictModel):
     """The load balancer: paper defaults, plus the knobs of the tuned profile."""
 
     balance: Literal[BALANCE_ALGORITHMS] = "roundrobin"
@@ -400,10 +210,10 @@ class Haproxy(_Strict):
     stats_port: Port = Field(default=8404, alias="statsPort")
     health_check: HealthCheck = Field(default=HealthCheck(), alias="healthCheck")
     timeouts: Timeouts = Timeouts()
-    retries: _int_range(0, 10, "connection retries") = 0
+    retries: int_range(0, 10, "connection retries") = 0
     redispatch: StrictBool = False
-    retry_on: Annotated[StrictStr, AfterValidator(_retry_on)] = Field(default="", alias="retryOn")
-    stop_grace_ms: _int_range(0, 5000, "milliseconds") = Field(default=0, alias="stopGraceMs")
+    retry_on: RetryOn = Field(default="", alias="retryOn")
+    stop_grace_ms: int_range(0, 5000, "milliseconds") = Field(default=0, alias="stopGraceMs")
     source: HaproxySource = HaproxySource()
 
     @model_validator(mode="after")
@@ -413,20 +223,20 @@ class Haproxy(_Strict):
         return self
 
 
-class Nginx(_Strict):
+class Nginx(StrictModel):
     """The application servers."""
 
     server_port: Port = Field(default=80, alias="serverPort")
 
 
-class HostPrep(_Strict):
+class HostPrep(StrictModel):
     """The paper's `install` role."""
 
     upgrade_packages: StrictBool = Field(default=True, alias="upgradePackages")
-    apt_max_age_minutes: _int_range(0, 525_600, "minutes, at most a year") = Field(default=60, alias="aptMaxAgeMinutes")
+    apt_max_age_minutes: int_range(0, 525_600, "minutes, at most a year") = Field(default=60, alias="aptMaxAgeMinutes")
 
 
-class Cluster(_Strict):
+class Cluster(StrictModel):
     """The whole `pihalb:cluster` object of a stack."""
 
     platform: Literal[tuple(PLATFORM_ARCH)] = "linux/arm64"
@@ -516,98 +326,7 @@ def _check_addresses(c: Cluster) -> None:
             raise Problem(f"VIP {vip.ip} is host {h.name}'s address", "pick an address no host uses", "vrrp.vip")
 
 
-# ---- SSH keys ---------------------------------------------------------------------------------------------
-
-
-def _host_key(value: str) -> str:
-    match = re.fullmatch(r"([a-z0-9-]+) ([A-Za-z0-9+/]+={0,2})", value)
-    fix = "run `ssh-keyscan -t ed25519 <address>` and pin '<type> <base64>' from its output"
-    if not match:
-        raise Problem("not '<type> <base64>' of an SSH public host key", fix)
-    kind, text = match.groups()
-    try:
-        blob = base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise Problem("its base64 does not decode (truncated or mis-padded)", fix) from None
-    if base64.b64encode(blob).decode() != text:
-        raise Problem("its base64 is not canonical (truncated or mis-padded)", fix)
-    if kind == "ssh-rsa":
-        raise Problem(
-            "RSA host keys are refused: pulumi-command pins a key's own algorithm, which for RSA is SHA-1 "
-            "'ssh-rsa', refused by OpenSSH 8.8 and later by default",
-            "pin the host's ed25519 (or ECDSA) key: `ssh-keyscan -t ed25519 <address>`",
-        )
-    if kind not in HOST_KEY_TYPES:
-        raise Problem(f"key type {kind!r} is not accepted", f"pin a key of type {list(HOST_KEY_TYPES)}")
-    try:
-        key = serialization.load_ssh_public_key(value.encode())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise Problem(
-            f"the key is not a valid {kind} key (its type word and its blob disagree, or it is cut)", fix
-        ) from None
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-        raise Problem(f"key type {kind!r} is not accepted", f"pin a key of type {list(HOST_KEY_TYPES)}")
-    return value
-
-
-HostKey = Annotated[StrictStr, AfterValidator(_host_key)]
-HOST_KEYS = TypeAdapter(dict[str, HostKey])
-
-
-def _private_key(value: str) -> str:
-    data = value.encode()
-    fix = f"run `pulumi config set --secret {CONFIG_NAMESPACE}:{SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519`"
-    if "PRIVATE KEY-----" not in value:
-        raise Problem("not a PEM/OpenSSH private key", fix)
-    try:
-        if "-----BEGIN OPENSSH PRIVATE KEY-----" in value:
-            key = serialization.load_ssh_private_key(data, password=None)
-        else:
-            key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise Problem(
-            "the private key is encrypted, and the program passes no passphrase",
-            "use an unencrypted key for the deployment (`ssh-keygen -p -N '' -f <copy>`)",
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise Problem("not a PEM/OpenSSH private key (it does not load)", fix) from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise Problem("the private key type is not accepted", "use an ed25519, ECDSA or RSA key")
-    return value
-
-
-def _vrrp_password(value: str) -> str:
-    if not 1 <= len(value) <= 8 or not re.fullmatch(r"[\x21-\x7e]+", value) or re.search(r"[\"\\]", value):
-        raise Problem(
-            "VRRP PASS authentication uses 1 to 8 printable ASCII characters without spaces, '\"' or '\\' "
-            "(keepalived truncates longer ones)",
-            "set a password of 1 to 8 such characters",
-        )
-    return value
-
-
-def _stats_password(value: str) -> str:
-    if not 8 <= len(value) <= 128 or not re.fullmatch(r"[\x21-\x7e]+", value):
-        raise Problem(
-            "the stats password needs 8 to 128 printable ASCII characters without spaces",
-            "set a longer password of such characters",
-        )
-    return value
-
-
-class Secrets(_Strict):
-    """The secret config keys, each with its rule: the one table `check_secret` reads."""
-
-    ssh_private_key: Annotated[StrictStr, AfterValidator(_private_key)] = Field(alias=SSH_PRIVATE_KEY_KEY)
-    vrrp_password: Annotated[StrictStr, AfterValidator(_vrrp_password)] = Field(alias=VRRP_PASSWORD_KEY)
-    stats_password: Annotated[StrictStr, AfterValidator(_stats_password)] = Field(alias=STATS_PASSWORD_KEY)
-
-
-SECRET_KEYS = tuple(field.alias for field in Secrets.model_fields.values())
-_SECRET_RULES = {f.alias: TypeAdapter(Annotated[f.annotation, *f.metadata]) for f in Secrets.model_fields.values()}
-
-
-class Settings(_Strict):
+class Settings(StrictModel):
     """Everything the program reads from the stack."""
 
     cluster: Cluster
@@ -629,48 +348,6 @@ class Settings(_Strict):
         return host.port or self.cluster.ssh.port
 
 
-# ---- errors ---------------------------------------------------------------------------------------------
-
-_TYPE_FIXES = {
-    "int_type": "write a whole number without quotes (true/false are not numbers)",
-    "float_type": "write a number without quotes (true/false are not numbers)",
-    "bool_type": "write true or false without quotes",
-    "string_type": "write a string",
-    "list_type": "write a list",
-    "dict_type": "write an object",
-    "model_type": "write an object",
-    "model_attributes_type": "write an object",
-    "literal_error": "use one of the values named",
-    "missing": "set it (see README.md)",
-}
-
-
-def _fail(key: str, problem: str, fix: str) -> None:
-    raise ConfigError(f"{CONFIG_NAMESPACE}:{key}: {problem}. Fix: {fix}")
-
-
-def _format_validation_error(key: str, err: ValidationError, *, secret: bool = False) -> str:
-    lines = []
-    for e in err.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"])
-        error = e.get("ctx", {}).get("error")
-        if e["type"] == "extra_forbidden":
-            lines.append(
-                f"{CONFIG_NAMESPACE}:{key}{loc}: unknown key. Fix: remove it or correct its spelling "
-                "(see the config table in README.md)"
-            )
-        elif e["type"] == "missing":
-            lines.append(f"{CONFIG_NAMESPACE}:{key}{loc}: required key is missing. Fix: set it (see README.md)")
-        elif isinstance(error, Problem):
-            sub = f".{error.key}" if error.key else ""
-            lines.append(f"{CONFIG_NAMESPACE}:{key}{loc}{sub}: {error}")
-        else:
-            got = "" if secret else f" (got {e.get('input')!r})"
-            fix = _TYPE_FIXES.get(e["type"], "correct the value")
-            lines.append(f"{CONFIG_NAMESPACE}:{key}{loc}: {e['msg']}{got}. Fix: {fix}")
-    return "\n".join(lines)
-
-
 # ---- reading the stack ---------------------------------------------------------------------------------
 
 
@@ -679,7 +356,7 @@ def parse_cluster(raw: object) -> Cluster:
     try:
         return Cluster.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(CLUSTER_KEY, err)) from None
+        raise ConfigError(format_validation_error(CLUSTER_KEY, err)) from None
 
 
 def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
@@ -687,7 +364,7 @@ def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
     keys = raw if isinstance(raw, dict) else {}
     for host in cluster.hosts:
         if not keys.get(host.name):
-            _fail(
+            fail(
                 f"{HOST_KEYS_KEY}.{host.name}",
                 "missing or not an SSH public host key",
                 f"run `ssh-keyscan -t ed25519 {host.address}` and `pulumi config set --path "
@@ -695,26 +372,13 @@ def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
             )
     unknown = sorted(set(keys) - {h.name for h in cluster.hosts})
     if unknown:
-        _fail(
+        fail(
             HOST_KEYS_KEY, f"keys for unknown hosts {unknown}", "remove them or add those hosts to pihalb:cluster.hosts"
         )
     try:
         return HOST_KEYS.validate_python({h.name: keys[h.name] for h in cluster.hosts})
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(HOST_KEYS_KEY, err)) from None
-
-
-def check_secret(key: str, value: str | None) -> str:
-    """Refuse a missing or unusable secret (called on the plain value inside the program).
-
-    The rule is the one declared for `key` on `Secrets`; messages never repeat the secret's value.
-    """
-    if not value or not value.strip():
-        _fail(key, "secret is not set", f"run `pulumi config set --secret {CONFIG_NAMESPACE}:{key} ...`")
-    try:
-        return _SECRET_RULES[key].validate_python(value)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(key, err, secret=True)) from None
+        raise ConfigError(format_validation_error(HOST_KEYS_KEY, err)) from None
 
 
 def load(config_get_object, config_get_secret_raw) -> Settings:
@@ -726,7 +390,7 @@ def load(config_get_object, config_get_secret_raw) -> Settings:
     """
     raw_cluster = config_get_object(CLUSTER_KEY)
     if raw_cluster is None:
-        _fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")
+        fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")
     cluster = parse_cluster(raw_cluster)
     host_keys = parse_host_keys(cluster, config_get_object(HOST_KEYS_KEY))
     for key in SECRET_KEYS:

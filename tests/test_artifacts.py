@@ -211,6 +211,10 @@ def test_nginx_site_passes_nginx_t(tmp_path):
     run([tool("nginx"), "-t", "-p", str(tmp_path), "-c", str(main)])
 
 
+# Sourced in front of the other scripts by render.script (its `libraries`), never run on their own.
+SCRIPT_LIBRARIES = {"lib.sh", "haproxy-runtime.sh"}
+
+
 def _scripts(program):
     for command in program.of_type("command:remote:Command"):
         yield command.name, script_of(command)
@@ -218,16 +222,46 @@ def _scripts(program):
             yield f"{command.name}-delete", script_of(command, "delete")
 
 
+def _script_file(script: str) -> str:
+    """The files/scripts/ file a rendered script runs: render.script names it on the second line."""
+    match = re.match(r"#!/bin/bash\n# pi-ha-lb: (\S+)\n", script)
+    assert match, f"not a script rendered by render.script: {script[:80]!r}"
+    return match.group(1)
+
+
+def _script_files() -> list[Path]:
+    return sorted((render.files_dir() / "scripts").glob("*.sh"))
+
+
 def test_host_scripts_pass_bash_n_and_shellcheck(variant, tmp_path):
-    checked = 0
     for name, script in _scripts(variant):
         path = tmp_path / f"{name}.sh"
         path.write_text(script)
         run([tool("bash"), "-n", str(path)])
         run([tool("shellcheck"), "--shell=bash", "--severity=style", str(path)])
-        checked += 1
-    commands = variant.of_type("command:remote:Command")
-    assert checked == len(commands) + len([c for c in commands if "delete" in c.inputs]) >= 16
+
+
+def test_every_script_file_is_run_by_a_declared_command(run_stack):
+    """So the test above reaches every shipped script (the libraries within the others), and none is dead:
+    a file no command runs, a command that runs a library alone, or one whose script is not rendered from
+    files/scripts/ fails here."""
+    used = {_script_file(script) for alter in VARIANTS.values() for _, script in _scripts(run_stack("dev", alter))}
+    shipped = {path.name for path in _script_files()}
+    assert shipped >= SCRIPT_LIBRARIES
+    assert used == shipped - SCRIPT_LIBRARIES
+
+
+def test_every_script_file_starts_with_set_eu():
+    """Each script stops at its first failing command or unset variable. Checked in the files themselves:
+    lib.sh, which sets -eu too, is put in front of every rendered script and would hide a file without it."""
+    checked = []
+    for path in _script_files():
+        if path.name in SCRIPT_LIBRARIES:
+            continue
+        code = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        assert code[:1] == ["set -eu"], f"{path.name}: its first command is {code[:1]}, not set -eu"
+        checked.append(path.name)
+    assert len(checked) >= 16, checked
 
 
 def test_dockerfiles_name_their_base_as_a_build_arg():
