@@ -1,4 +1,11 @@
-# Undo keepalived.sh: stop VRRP on this host (the VIP moves to the peer) and remove the config.
+# Undo keepalived.sh: stop VRRP on this host (the VIP moves to the peer), then remove the config, the
+# notify hook, its state file and the restart drop-in.
 set -eu
 sudo -n systemctl disable --now keepalived 2>/dev/null || true
-sudo -n rm -f /etc/keepalived/keepalived.conf
+sudo -n rm -f /etc/keepalived/keepalived.conf /usr/local/sbin/pihalb-keepalived-notify /run/pihalb-vrrp-state
+dropin=/etc/systemd/system/keepalived.service.d/pihalb-restart.conf
+if [ -e "$dropin" ]; then
+    sudo -n rm -f "$dropin"
+    sudo -n rmdir --ignore-fail-on-non-empty "$(dirname "$dropin")"
+    sudo -n systemctl daemon-reload
+fi

@@ -1,0 +1,131 @@
+"""A stack's config as the program sees it: Pulumi.<stack>.yaml, then what the user set by hand.
+
+Host keys and secrets come from `pulumi config --json --show-secrets` when the Pulumi CLI is on PATH,
+else from the lab's state (its generated keys and secrets). The result goes through
+`components.settings.load`, the program's own validation, so ops refuses exactly what `pulumi up` refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from components.settings import (
+    CONFIG_NAMESPACE,
+    SECRET_KEYS,
+    SSH_PRIVATE_KEY_KEY,
+    STATS_PASSWORD_KEY,
+    Settings,
+    load,
+)
+from harness.program import stack_file_config
+
+Layer = dict[str, Any]
+"""Namespaced config keys (`pihalb:hostKeys`) to values, as `pulumi config` holds them."""
+
+
+class OpsConfigError(RuntimeError):
+    """The stack's config cannot be read; the message says where it came from and what to do."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A validated stack and the secrets ops needs (the login key; the stats password for /metrics)."""
+
+    stack: str
+    settings: Settings
+    secrets: dict[str, str]
+    source: str
+    """Where host keys and secrets came from: "pulumi" or "lab"."""
+
+    @property
+    def private_key(self) -> str:
+        return self.secrets[SSH_PRIVATE_KEY_KEY]
+
+    @property
+    def stats_password(self) -> str:
+        return self.secrets[STATS_PASSWORD_KEY]
+
+
+def pulumi_layer(stack: str, run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> Layer:
+    """`pulumi config --json --show-secrets --stack <stack>`: {key: {"value": ..., "objectValue"?: ...}}."""
+    done = run(
+        ["pulumi", "config", "--json", "--show-secrets", "--stack", stack],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise OpsConfigError(f"`pulumi config --json --stack {stack}` failed: {done.stderr.strip()}")
+    return parse_pulumi_json(done.stdout)
+
+
+def parse_pulumi_json(text: str) -> Layer:
+    """Structured values come as `objectValue` (newer CLIs) or as JSON text in `value`."""
+    layer: Layer = {}
+    for key, entry in json.loads(text).items():
+        if not isinstance(entry, dict):
+            continue
+        if "objectValue" in entry:
+            layer[key] = entry["objectValue"]
+        elif "value" in entry:
+            layer[key] = entry["value"]
+    return layer
+
+
+def lab_layer() -> Layer:
+    """The lab's host keys and generated secrets (no Pulumi CLI: the lab engine deployed this stack)."""
+    from lab.lab import Lab
+    from lab.output import LabError
+    from lab.stack import lab_layer as layer_of
+
+    try:
+        return layer_of(Lab.from_stack())
+    except LabError as error:
+        raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
+
+
+def user_layer(stack: str, which: Callable[[str], str | None] = shutil.which) -> tuple[Layer, str]:
+    """The one choice of where host keys and secrets come from: the Pulumi CLI if present, else the lab."""
+    if which("pulumi"):
+        return pulumi_layer(stack), "pulumi"
+    return lab_layer(), "lab"
+
+
+def settings_from(values: Layer) -> tuple[Settings, dict[str, str]]:
+    """Validate namespaced config values as the program does (`pulumi.Config(...).get_object` / `.get`)."""
+
+    def raw(key: str) -> Any:
+        return values.get(f"{CONFIG_NAMESPACE}:{key}")
+
+    def get_object(key: str) -> Any:
+        value = raw(key)
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value  # validation names the key
+        return value
+
+    def get(key: str) -> str | None:
+        value = raw(key)
+        return value if value is None or isinstance(value, str) else json.dumps(value)
+
+    settings = load(get_object, get)
+    return settings, {key: str(get(key)) for key in SECRET_KEYS}
+
+
+def load_stack(stack: str, layer: Callable[[str], tuple[Layer, str]] = user_layer) -> StackConfig:
+    """The stack file, the user's layer on top, validated."""
+    try:
+        values: Layer = dict(stack_file_config(stack))
+    except FileNotFoundError as error:
+        raise OpsConfigError(f"no Pulumi.{stack}.yaml in the repository") from error
+    extra, source = layer(stack)
+    values |= extra
+    settings, secrets = settings_from(values)
+    return StackConfig(stack, settings, secrets, source)

@@ -1,0 +1,171 @@
+"""The cluster's health from its hosts' facts: a verdict with an exit code, a table, a JSON document.
+
+0 healthy: every host up, every server UP on both balancers, keepalived active on both, the VIP on one
+  balancer (the intended MASTER, when preemption is on) whose HAProxy runs.
+1 degraded: still serving, but something is down or out: a server (host, container, or not UP on a
+  balancer), one balancer (host, Docker, keepalived, HAProxy), a handover left set, the VIP on the BACKUP.
+2 outage or split brain: the VIP held by no balancer, by both, or by one whose HAProxy is not running,
+  or no server UP behind the VIP holder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from components import render
+from components.settings import Settings
+from ops.hosts import HostFacts
+
+HEALTHY, DEGRADED, OUTAGE = 0, 1, 2
+
+
+@dataclass
+class Verdict:
+    code: int
+    word: str  # healthy, degraded, outage, split brain
+    vip_holders: list[str]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.code == HEALTHY
+
+
+def balancer_problems(facts: HostFacts) -> list[str]:
+    """Why this balancer could not carry the VIP (empty: it can)."""
+    name = facts.name
+    if not facts.reachable:
+        return [f"{name} unreachable ({facts.error})"]
+    problems = []
+    if facts.docker != "active":
+        problems.append(f"{name}: docker {facts.docker}")
+    if facts.keepalived != "active":
+        problems.append(f"{name}: keepalived {facts.keepalived}")
+    haproxy = facts.container(render.HAPROXY_CONTAINER)
+    if haproxy is None or not haproxy.healthy:
+        problems.append(f"{name}: {render.HAPROXY_CONTAINER} {_describe(haproxy)}")
+    if facts.vrrp_state == "FAULT":
+        problems.append(f"{name}: keepalived in FAULT state")
+    if facts.handover not in ("", "0"):
+        problems.append(f"{name}: VRRP handover file set ({facts.handover}): its priority is lowered")
+    return problems
+
+
+def server_problems(facts: HostFacts) -> list[str]:
+    name = facts.name
+    if not facts.reachable:
+        return [f"{name} unreachable ({facts.error})"]
+    problems = []
+    if facts.docker != "active":
+        problems.append(f"{name}: docker {facts.docker}")
+    nginx = facts.container(render.NGINX_CONTAINER)
+    if nginx is None or not nginx.healthy:
+        problems.append(f"{name}: {render.NGINX_CONTAINER} {_describe(nginx)}")
+    return problems
+
+
+def _describe(container: Any) -> str:
+    return "missing" if container is None else f"{container.state} ({container.status})"
+
+
+def _serving(status: str | None) -> bool:
+    return bool(status) and status.split()[0] == "UP"  # "UP", "UP 1/2" (going down, still serving)
+
+
+def verdict(settings: Settings, facts: dict[str, HostFacts]) -> Verdict:
+    vip = settings.cluster.vrrp.vip.ip
+    balancers = [b.name for b in settings.balancers]
+    holders = [name for name in balancers if facts[name].holds_vip]
+    degraded: list[str] = []
+    broken = {name: balancer_problems(facts[name]) for name in balancers}
+    for problems in broken.values():
+        degraded += problems
+    viewers = [b for b in balancers if facts[b].reachable and facts[b].servers]
+    for server in settings.servers:
+        degraded += server_problems(facts[server.name])
+        for b in viewers:
+            status = facts[b].servers.get(server.name)
+            if status is None:
+                degraded.append(f"{server.name}: not in {b}'s backend")
+            elif not _serving(status):
+                degraded.append(f"{server.name}: {status} on {b}")
+    if len(holders) > 1:
+        return Verdict(OUTAGE, "split brain", holders, [f"VIP {vip} held by {' and '.join(holders)}", *degraded])
+    if not holders:
+        return Verdict(OUTAGE, "outage", holders, [f"VIP {vip} held by no balancer", *degraded])
+    holder = facts[holders[0]]
+    haproxy = holder.container(render.HAPROXY_CONTAINER)
+    if haproxy is None or haproxy.state != "running":
+        return Verdict(OUTAGE, "outage", holders, [f"VIP on {holder.name}, whose HAProxy is not running", *degraded])
+    if holder.servers and not any(_serving(s) for s in holder.servers.values()):
+        return Verdict(OUTAGE, "outage", holders, [f"no server UP on {holder.name}, the VIP holder", *degraded])
+    if settings.cluster.vrrp.preempt and holder.name != balancers[0] and not broken[balancers[0]]:
+        degraded.append(f"VIP on {holder.name}, not on the MASTER {balancers[0]} (preemption pending?)")
+    if degraded:
+        return Verdict(DEGRADED, "degraded", holders, degraded)
+    return Verdict(HEALTHY, "healthy", holders)
+
+
+def vip_line(settings: Settings, result: Verdict) -> str:
+    vip = settings.cluster.vrrp.vip.ip
+    if len(result.vip_holders) > 1:
+        return f"VIP {vip}: SPLIT BRAIN, held by {', '.join(result.vip_holders)} (VRRP adverts are not getting through)"
+    if not result.vip_holders:
+        return f"VIP {vip}: NOT HELD by any balancer"
+    return f"VIP {vip}: held by {result.vip_holders[0]}"
+
+
+COLUMNS = ["host", "role", "address", "ssh", "docker", "container", "keepalived", "vrrp", "vip", "haproxy sees"]
+
+
+def _row(facts: HostFacts) -> list[str]:
+    if not facts.reachable:
+        return [facts.name, facts.role, facts.address, "DOWN", *["-"] * 6]
+    container = render.HAPROXY_CONTAINER if facts.role == "balancer" else render.NGINX_CONTAINER
+    found = facts.container(container)
+    state = "missing" if found is None else ("healthy" if found.healthy else found.status or found.state)
+    vrrp = f"{facts.vrrp_state} since {facts.vrrp_since}" if facts.vrrp_state else "-"
+    seen = " ".join(f"{name}:{status.replace(' ', '')}" for name, status in facts.servers.items()) or "-"
+    keepalived = facts.keepalived
+    if facts.keepalived_restarts:
+        keepalived += f" ({facts.keepalived_restarts} restarts)"
+    return [
+        facts.name,
+        facts.role,
+        facts.address,
+        "ok",
+        facts.docker,
+        f"{container.removeprefix('pihalb-')} {state}",
+        keepalived,
+        vrrp,
+        "VIP" if facts.holds_vip else "-",
+        seen if facts.role == "balancer" else "-",
+    ]
+
+
+def table(settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> str:
+    rows = [COLUMNS] + [_row(facts[h.name]) for h in settings.cluster.hosts]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for balancer in settings.balancers:
+        history = facts[balancer.name].transitions
+        if history:
+            lines.append(f"{balancer.name} last transitions: " + ", ".join(f"{t.at} {t.state}" for t in history))
+    lines.append(vip_line(settings, result))
+    lines += [f"  - {problem}" for problem in result.problems]
+    lines.append(f"{result.word.upper()} (exit {result.code})")
+    return "\n".join(lines)
+
+
+def document(stack: str, settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> dict[str, Any]:
+    """The `--json` output."""
+    return {
+        "stack": stack,
+        "vip": str(settings.cluster.vrrp.vip.ip),
+        "verdict": result.word,
+        "exit_code": result.code,
+        "vip_holders": result.vip_holders,
+        "problems": result.problems,
+        "hosts": [facts[h.name].to_json() for h in settings.cluster.hosts],
+    }
