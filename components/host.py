@@ -76,6 +76,14 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
             f"UserKnownHostsFile={known_hosts}",
             "-o",
             f"ConnectTimeout={args.cluster.ssh.connect_timeout}",
+            # One SSH connection per host for all of the provider's requests: a burst of new handshakes
+            # can meet sshd's MaxStartups limit (10 unauthenticated), which drops connections at random.
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={args.ssh_dir / 'cm-%C'}",
+            "-o",
+            "ControlPersist=60",
         ]
     )
 
