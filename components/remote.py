@@ -21,8 +21,12 @@ import pulumi
 import pulumi_command as command
 
 # Read the whole script from stdin, then run it with stdin closed, so a command inside it that reads
-# stdin (apt, docker) cannot swallow the rest of the script. bash whatever the login shell is.
-RUN_SCRIPT_FROM_STDIN = "exec bash -c " + shlex.quote('script=$(cat) && eval "$script" </dev/null')
+# stdin (apt, docker) cannot swallow the rest of the script. bash whatever the login shell is. Bounded:
+# pulumi-command's timeouts cover only the TCP dial, so nothing else stops a hung step.
+STEP_TIMEOUT_S = 1800
+RUN_SCRIPT_FROM_STDIN = f"exec timeout --kill-after=30 {STEP_TIMEOUT_S} bash -c " + shlex.quote(
+    'script=$(cat) && eval "$script" </dev/null'
+)
 
 
 def bash_command(script: str) -> str:

@@ -103,7 +103,8 @@ def test_images_for_the_stack_platform_on_their_own_host(program):
         build = image.inputs["build"]
         assert build["platform"] == cluster["platform"]
         assert build["args"]["BASE_IMAGE"] == cluster["baseImage"]
-        assert build["dockerfile"].endswith(f"files/{image.name.split('-')[1]}/Dockerfile")
+        assert build["dockerfile"] == f"files/{image.name.split('-')[1]}/Dockerfile"  # relative: no diff elsewhere
+        assert build["context"] == f"files/{image.name.split('-')[1]}" and build["builderVersion"] == "BuilderV1"
         assert image.inputs["skipPush"] is True
         assert image.provider.split("::")[-2] == f"{expected[image.name]}-docker"
 
