@@ -77,14 +77,25 @@ def parse_pulumi_json(text: str) -> Layer:
     return layer
 
 
-def lab_layer() -> Layer:
-    """The lab's host keys and generated secrets (no Pulumi CLI: the lab engine deployed this stack)."""
+def lab_layer(stack: str) -> Layer:
+    """The lab's host keys and generated secrets (no Pulumi CLI: the lab engine deployed this stack).
+
+    Only for a stack whose hosts are the lab's (dev, dev-tuned): the lab's keys are no use elsewhere.
+    """
     from lab.lab import Lab
     from lab.output import LabError
     from lab.stack import lab_layer as layer_of
 
     try:
-        return layer_of(Lab.from_stack())
+        lab = Lab.from_stack()
+        lab_hosts = {h.name: str(h.address) for h in lab.hosts}
+        stack_hosts = stack_file_config(stack).get(f"{CONFIG_NAMESPACE}:cluster", {}).get("hosts", [])
+        if {h.get("name"): h.get("address") for h in stack_hosts} != lab_hosts:
+            raise OpsConfigError(
+                f"no Pulumi CLI on PATH, and Pulumi.{stack}.yaml's hosts are not the lab's: install the "
+                "Pulumi CLI (host keys and secrets come from `pulumi config --show-secrets`)"
+            )
+        return layer_of(lab)
     except LabError as error:
         raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
 
@@ -93,7 +104,7 @@ def user_layer(stack: str, which: Callable[[str], str | None] = shutil.which) ->
     """The one choice of where host keys and secrets come from: the Pulumi CLI if present, else the lab."""
     if which("pulumi"):
         return pulumi_layer(stack), "pulumi"
-    return lab_layer(), "lab"
+    return lab_layer(stack), "lab"
 
 
 def settings_from(values: Layer) -> tuple[Settings, dict[str, str]]:

@@ -406,7 +406,7 @@ def test_config_is_validated_as_the_program_validates_it(stack_config):
 def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkeypatch, stack_config):
     layer = {k: v for k, v in stack_config("dev").items() if k != "pihalb:cluster"}
     monkeypatch.setattr(ops_config, "pulumi_layer", lambda stack: layer)
-    monkeypatch.setattr(ops_config, "lab_layer", lambda: {})
+    monkeypatch.setattr(ops_config, "lab_layer", lambda stack: {})
     assert ops_config.user_layer("pi", which=lambda name: "/usr/bin/pulumi") == (layer, "pulumi")
     assert ops_config.user_layer("pi", which=lambda name: None) == ({}, "lab")
     loaded = ops_config.load_stack("dev", layer=lambda stack: (layer, "pulumi"))
