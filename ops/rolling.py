@@ -58,7 +58,11 @@ def shutdown_order(settings: Settings, vip_holder: str | None) -> list[str]:
 
 class Rolling:
     def __init__(
-        self, cluster: Cluster, say: Callable[[str], None] = print, clock: Clock | None = None, timeouts=Timeouts()
+        self,
+        cluster: Cluster,
+        say: Callable[[str], None] = print,
+        clock: Clock | None = None,
+        timeouts: Timeouts = Timeouts(),
     ) -> None:
         self.cluster, self.say, self.clock, self.t = cluster, say, clock or Clock(), timeouts
         self.settings = cluster.settings
