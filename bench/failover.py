@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import render  # noqa: E402
+from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY  # noqa: E402
 from drills import faults, stack  # noqa: E402
 from drills.load import Load, Recording  # noqa: E402
 from drills.observe import get_vip, servers_seen_by, wait_until  # noqa: E402
@@ -36,6 +37,7 @@ TIMEOUT_S = 1.0  # per request: a client that waits longer counts it as failed
 FAULT_AT_S = 3.0
 PROFILES = {"paper": ("dev", None), "tuned": ("dev-tuned", None)}
 UNICAST = ("dev-tuned", stack.unicast)
+HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
 HAPROXY_PINNED = "2.6.12-1+deb12u3"  # the one version this machine's mirror serves
 
 
@@ -122,6 +124,10 @@ class Changes:
         def altered(config: dict) -> None:
             if alter:
                 alter(config)
+            if "hosts" in self.values:  # a removed Pi's pinned key goes too (keys of unknown hosts are refused)
+                kept = {h["name"] for h in self.values["hosts"]}  # type: ignore[union-attr]
+                keys = config[HOST_KEYS_CONFIG]
+                config[HOST_KEYS_CONFIG] = {name: key for name, key in keys.items() if name in kept}
             for path, value in self.values.items():
                 node = stack.cluster(config)
                 *parents, last = path.split(".")

@@ -43,12 +43,7 @@ for pkg in $ENGINE_PACKAGES; do
         changed=yes
     fi
 done
-# live-restore: containers keep running while dockerd restarts (an engine upgrade, a crash).
-install_if_different '{ "live-restore": true }' 0644 /etc/docker/daemon.json
 ensure_running docker
-if [ "$changed" = yes ] && [ "$(sudo -n docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" != true ]; then
-    sudo -n systemctl reload docker # live-restore is one of the options dockerd reloads
-fi
 if ! id -nG "$LOGIN_USER" | tr ' ' '\n' | grep -qx docker; then
     sudo -n usermod -aG docker "$LOGIN_USER"
     echo "$LOGIN_USER added to the docker group"
