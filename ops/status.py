@@ -32,14 +32,19 @@ class Verdict:
         return self.code == HEALTHY
 
 
+def _host_problems(facts: HostFacts) -> list[str] | None:
+    """What every host needs (SSH, Docker); None when it cannot even be reached."""
+    if not facts.reachable:
+        return None
+    return [f"{facts.name}: docker {facts.docker}"] if facts.docker != "active" else []
+
+
 def balancer_problems(facts: HostFacts) -> list[str]:
     """Why this balancer could not carry the VIP (empty: it can)."""
     name = facts.name
-    if not facts.reachable:
+    problems = _host_problems(facts)
+    if problems is None:
         return [f"{name} unreachable ({facts.error})"]
-    problems = []
-    if facts.docker != "active":
-        problems.append(f"{name}: docker {facts.docker}")
     if facts.keepalived != "active":
         problems.append(f"{name}: keepalived {facts.keepalived}")
     haproxy = facts.container(render.HAPROXY_CONTAINER)
@@ -54,11 +59,9 @@ def balancer_problems(facts: HostFacts) -> list[str]:
 
 def server_problems(facts: HostFacts) -> list[str]:
     name = facts.name
-    if not facts.reachable:
+    problems = _host_problems(facts)
+    if problems is None:
         return [f"{name} unreachable ({facts.error})"]
-    problems = []
-    if facts.docker != "active":
-        problems.append(f"{name}: docker {facts.docker}")
     nginx = facts.container(render.NGINX_CONTAINER)
     if nginx is None or not nginx.healthy:
         problems.append(f"{name}: {render.NGINX_CONTAINER} {_describe(nginx)}")

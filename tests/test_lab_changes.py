@@ -148,27 +148,26 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     done = {d.name: d for d in applied.report.done}
     names = [s.name for s in lab.servers]
     for previous, following in zip(names, names[1:], strict=False):  # one server out at a time
-        back = max(
-            done[f"{previous}-nginx-ready-on-{b.name}"].started + done[f"{previous}-nginx-ready-on-{b.name}"].seconds
-            for b in lab.balancers
-        )
+        back = max(ended(done[f"{previous}-nginx-ready-on-{b.name}"]) for b in lab.balancers)
         assert done[f"{following}-nginx-container"].started >= back
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
 
-def test_a_haproxy_cfg_value_reloads_both_balancers_in_place(changes, lab):
-    changes.values["haproxy.timeouts.clientMs"] = 11000
+@pytest.mark.parametrize(
+    ("path", "value", "steps"),
+    [
+        ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config")),  # a haproxy.cfg value: reloaded
+        ("vrrp.track.weight", 3, ("vrrp", "keepalived")),  # a keepalived value: reloaded, nothing deleted
+    ],
+    ids=["haproxy.cfg", "keepalived.conf"],
+)
+def test_a_config_value_is_reloaded_in_place_on_both_balancers(changes, lab, path, value, steps):
+    changes.values[path] = value
     applied, recording = changes.apply_under_load()
-    assert changed(applied) == on_balancers(lab, "config")
-    assert_no_request_failed(recording)
-    assert_healthy(lab)
-
-
-def test_a_keepalived_value_reloads_keepalived_and_deletes_nothing(changes, lab):
-    changes.values["vrrp.track.weight"] = 3
-    applied, recording = changes.apply_under_load()
-    assert changed(applied) == vrrp(lab, "keepalived")
+    kind, step = steps
+    expected = on_balancers(lab, step) if kind == "haproxy" else vrrp(lab, step)
+    assert changed(applied) == expected
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
