@@ -1,0 +1,1 @@
+"""The failover and change benchmark (`bench/failover`)."""

@@ -1,0 +1,169 @@
+"""The change scenarios: each run makes one more ordinary change and applies it with the lab engine."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+
+from bench.runs import OUT, ROOT, Run, Scenario, quiet, run_stack
+from components import render
+from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
+from drills import stack
+from drills.observe import servers_seen_by, wait_until
+from lab.images import BASE_IMAGE
+from lab.lab import Lab
+
+HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
+HAPROXY_PINNED = "2.6.12-1+deb12u3"  # the one version this machine's mirror serves
+
+
+class Changes:
+    """What the change scenarios have changed so far, per profile: a copy of files/ and cluster values.
+
+    Every run makes one more change on top of the last (a new comment, a toggled value), applied to the
+    lab with the lab engine as `pulumi up` would apply it.
+    """
+
+    def __init__(self) -> None:
+        self.files = OUT / "tmp-changes"
+        self.values: dict[str, object] = {}
+
+    def reset(self) -> None:
+        shutil.rmtree(self.files, ignore_errors=True)
+        shutil.copytree(ROOT / "files", self.files)
+        self.values = {}
+
+    def append(self, relative: str, line: str) -> None:
+        with open(self.files / relative, "a") as handle:
+            handle.write(line + "\n")
+
+    def toggle(self, path: str, first: object, second: object) -> None:
+        self.values[path] = second if self.values.get(path, first) == first else first
+
+    def apply(self, lab: Lab, run: Run) -> None:
+        name, alter = run_stack(run.profile)
+
+        def altered(config: dict) -> None:
+            if alter:
+                alter(config)
+            if "hosts" in self.values:  # a removed Pi's pinned key goes too (keys of unknown hosts are refused)
+                kept = {h["name"] for h in self.values["hosts"]}  # type: ignore[union-attr]
+                keys = config[HOST_KEYS_CONFIG]
+                config[HOST_KEYS_CONFIG] = {name: key for name, key in keys.items() if name in kept}
+            for path, value in self.values.items():
+                node = stack.cluster(config)
+                *parents, last = path.split(".")
+                for key in parents:
+                    node = node[key]
+                if value is None:
+                    node.pop(last, None)
+                else:
+                    node[last] = value
+
+        applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
+        kinds = {n: k for n, k in applied.plan.kinds().items() if not n.endswith("-ping")}
+        counts: dict[str, int] = {}
+        for kind in kinds.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        run.notes.append("plan: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+CHANGES = Changes()
+CHANGE_WINDOW_S = 1800.0  # an upper bound: the window ends TAIL_S after the apply
+TAIL_S = 5.0
+
+
+def _change(make: Callable[[Lab, Run], None]) -> Callable[[Lab, Run], None]:
+    def run_change(lab: Lab, run: Run) -> None:
+        make(lab, run)
+        CHANGES.apply(lab, run)
+
+    return run_change
+
+
+def _engine_restart_rolling(lab: Lab, run: Run) -> None:
+    """dockerd restarted on every host, one at a time, the MASTER last after handing the VIP over: what an
+    engine upgrade does to a host (the engine packages are held, so it happens only like this, on purpose)."""
+    for host in [*lab.servers, lab.backup]:
+        lab.sh(host.name, "systemctl restart docker", timeout=120)
+        stack.wait_serving(lab)
+    master = lab.master.name
+    lab.sh(master, f"echo 1 > {render.VRRP_HANDOVER_FILE}")
+    wait_until("the VIP to move for the engine restart", lambda: lab.vip_holders() == [lab.backup.name], 30)
+    time.sleep(1)
+    lab.sh(master, "systemctl restart docker", timeout=120)
+    wait_until("HAProxy back on the MASTER", lambda: servers_seen_by(lab, master), 60)
+    lab.sh(master, f"echo 0 > {render.VRRP_HANDOVER_FILE}")
+    stack.wait_serving(lab)
+    run.notes.append("dockerd restarted on each host in turn; the MASTER handed the VIP over first")
+
+
+def _server_removed_and_added(lab: Lab, run: Run) -> None:
+    leaving = lab.servers[-1].name
+    hosts = stack.cluster(stack.lab_stack.config(lab, run_stack(run.profile)[0]))["hosts"]
+    CHANGES.values["hosts"] = [h for h in hosts if h["name"] != leaving]
+    CHANGES.apply(lab, run)
+    CHANGES.values.pop("hosts")
+    CHANGES.apply(lab, run)
+
+
+def _base_image_alias(lab: Lab) -> str:
+    """The lab's one base image under a second name, so `baseImage` can change without a registry."""
+    alias = f"localhost/{BASE_IMAGE}"
+    for host in lab.hosts:
+        lab.sh(host.name, f"docker tag {BASE_IMAGE} {alias}")
+    return alias
+
+
+CHANGE_SCENARIOS = [
+    Scenario(name, title, CHANGE_WINDOW_S, fault, change=True)
+    for name, title, fault in [
+        (
+            "change-page",
+            "change: the page",
+            _change(lambda lab, run: CHANGES.append("templates/index.html.j2", f"<!-- run {run.run} -->")),
+        ),
+        (
+            "change-nginx-image",
+            "change: the nginx image (Dockerfile)",
+            _change(lambda lab, run: CHANGES.append("nginx/Dockerfile", f"# run {run.run}")),
+        ),
+        (
+            "change-haproxy-source",
+            "change: HAProxy source version (pinned / newest)",
+            _change(lambda lab, run: CHANGES.toggle("haproxy.source.version", None, HAPROXY_PINNED)),
+        ),
+        (
+            "change-haproxy-cfg",
+            "change: a haproxy.cfg value",
+            _change(lambda lab, run: CHANGES.toggle("haproxy.timeouts.clientMs", 10000, 11000)),
+        ),
+        (
+            "change-keepalived",
+            "change: a keepalived.conf value",
+            _change(lambda lab, run: CHANGES.toggle("vrrp.track.weight", 3, 4)),
+        ),
+        (
+            "change-host-scripts",
+            "change: host scripts (firewall, watcher)",
+            _change(
+                lambda lab, run: [
+                    CHANGES.append(f"scripts/{name}", f"# run {run.run}")
+                    for name in ("vrrp-host.sh", "haproxy-watch.sh")
+                ]
+            ),
+        ),
+        (
+            "change-base-image",
+            "change: baseImage (every image rebuilt)",
+            _change(lambda lab, run: CHANGES.toggle("baseImage", None, _base_image_alias(lab))),
+        ),
+        (
+            "change-engine-restart",
+            "change: Docker engine restarted on every host in turn",
+            _engine_restart_rolling,
+        ),
+        ("change-server-remove-add", "change: a server removed, then added back", _server_removed_and_added),
+    ]
+]
