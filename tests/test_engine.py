@@ -307,3 +307,16 @@ def test_make_plan_needs_rules_for_every_type(tmp_path):
     up(tmp_path, [command("a")])
     with pytest.raises(ValueError, match="no diff rules"):
         rules.provider_diff("aws:s3/bucket:Bucket", {"x": 1}, {"x": 2})
+
+
+def test_an_image_must_pin_the_classic_builder_the_lab_drives(tmp_path):
+    """pulumi-docker builds with BuildKit unless told otherwise; the lab builds with the classic builder."""
+    from harness.command_ops import StepError
+    from harness.docker_ops import ImageOps
+    from harness.plan import resource_of
+
+    declared = image()
+    declared.inputs = declared.inputs | {"skipPush": True}
+    ops = ImageOps(providers=None, lookup=lambda urn: None, root=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(StepError, match="builderVersion=BuilderV1"):
+        ops.create(resource_of(declared))
