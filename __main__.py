@@ -2,13 +2,13 @@
 
 import pulumi
 
-from components.cluster import deploy
+from components.cluster import deploy, files_root
 from components.host import local_ssh_dir
 from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, load
 
 config = pulumi.Config(CONFIG_NAMESPACE)
 settings = load(config.get_object, config.get)
 secrets = {key: config.require_secret(key) for key in SECRET_KEYS}
-outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()))
+outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files_root())
 for key, value in outputs.items():
     pulumi.export(key, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -10,12 +11,22 @@ from components.haproxy_balancer import HaproxyBalancer, HaproxyBalancerArgs
 from components.host import HostPreparation, HostPreparationArgs
 from components.keepalived_pair import KeepalivedPair, KeepalivedPairArgs
 from components.nginx_backend import NginxBackend, NginxBackendArgs
+from components.render import FILES, Renderer
 from components.settings import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY, VRRP_PASSWORD_KEY, Settings
 
+FILES_ENV = "PIHALB_FILES_DIR"
 
-def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: Path) -> dict[str, object]:
-    """Declare every resource; return the stack outputs."""
+
+def files_root() -> Path:
+    """The files root a deployment renders from: the project's `files/`, or the copy PIHALB_FILES_DIR names
+    (how the lab's tests and the bench apply a changed template, script or Dockerfile)."""
+    return Path(os.environ.get(FILES_ENV) or FILES)
+
+
+def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: Path, files: Path) -> dict[str, object]:
+    """Declare every resource, rendering from the files root `files`; return the stack outputs."""
     cluster = settings.cluster
+    rendering = Renderer(files)
     prepared = {
         host.name: HostPreparation(
             host.name,
@@ -27,6 +38,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
                 settings.host_keys[host.name],
                 secrets[SSH_PRIVATE_KEY_KEY],
                 ssh_dir,
+                rendering,
             ),
         )
         for host in cluster.hosts
@@ -40,7 +52,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
         backends.append(
             NginxBackend(
                 f"{host.name}-nginx",
-                NginxBackendArgs(cluster, host, number, prepared[host.name], tuple(balancer_hosts), after),
+                NginxBackendArgs(rendering, cluster, host, number, prepared[host.name], tuple(balancer_hosts), after),
             )
         )
     servers_ready = tuple(step for backend in backends for step in backend.ready)
@@ -52,6 +64,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
         balancers[host.name] = HaproxyBalancer(
             f"{host.name}-haproxy",
             HaproxyBalancerArgs(
+                rendering,
                 cluster,
                 host,
                 tuple(servers),
@@ -64,6 +77,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
     pair = KeepalivedPair(
         "vrrp",
         KeepalivedPairArgs(
+            rendering,
             cluster,
             (master_host, backup_host),
             prepared,

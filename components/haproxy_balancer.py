@@ -24,6 +24,8 @@ from components.settings import Cluster, Host
 class HaproxyBalancerArgs:
     """Inputs of one load balancer."""
 
+    rendering: render.Renderer
+    """Renders the page, configs and scripts from the deployment's files root."""
     cluster: Cluster
     """The validated stack settings (HAProxy options, ports, platform)."""
     host: Host
@@ -56,25 +58,25 @@ class HaproxyBalancer(pulumi.ComponentResource):
         super().__init__("pihalb:index:HaproxyBalancer", name, None, opts)
         cluster, prepared, hp = args.cluster, args.prepared, args.cluster.haproxy
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
-        self.image = image_on_host(f"{name}-image", cluster, "haproxy", on_host)
-        prune = image_prune(f"{name}-image-prune", cluster, "haproxy", prepared, self)
+        self.image = image_on_host(f"{name}-image", args.rendering, cluster, "haproxy", on_host)
+        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "haproxy", prepared, self)
         config = pulumi.Output.from_input(args.stats_password).apply(
-            lambda password: render.haproxy_cfg(cluster, args.host, list(args.servers), password)
+            lambda password: args.rendering.haproxy_cfg(cluster, args.host, list(args.servers), password)
         )
         self.config = remote_script(
             f"{name}-config",
             prepared.connection,
             pulumi.Output.all(config, self.image.image_name).apply(
-                lambda text_and_image: render.haproxy_config_script(*text_and_image)
+                lambda text_and_image: args.rendering.haproxy_config_script(*text_and_image)
             ),
-            delete_script=render.haproxy_config_delete_script(),
+            delete_script=args.rendering.haproxy_config_delete_script(),
             carries_secrets=True,
             parent=self,
             depends_on=[prepared.ready, self.image, *args.servers_ready],
         )
         spec = dict(
             name=render.HAPROXY_CONTAINER,
-            image=render.image_name(cluster, "haproxy"),
+            image=args.rendering.image_name(cluster, "haproxy"),
             restart="unless-stopped",
             must_run=True,
             ports=[
@@ -94,7 +96,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
             **container_logging(),
         )
         digest = render.spec_digest(spec)
-        leave_script, rejoin_script = render.balancer_roll_scripts(cluster, digest)
+        leave_script, rejoin_script = args.rendering.balancer_roll_scripts(cluster, digest)
         leave = remote_script(
             f"{name}-leave",
             prepared.connection,

@@ -33,6 +33,8 @@ class HostPreparationArgs:
     """The SSH private key, a Pulumi secret."""
     ssh_dir: Path
     """Local directory holding the key file and known_hosts the Docker provider's ssh client uses."""
+    rendering: render.Renderer
+    """Renders the host scripts from the deployment's files root."""
 
 
 def local_ssh_dir(project: str, stack: str) -> Path:
@@ -111,28 +113,37 @@ def container_logging() -> dict:
     return {"log_driver": "json-file", "log_opts": {"max-size": "10m", "max-file": "3"}}
 
 
-def image_prune(name: str, cluster: Cluster, kind: str, prepared: HostPreparation, parent: pulumi.Resource):
+def image_prune(
+    name: str,
+    rendering: render.Renderer,
+    cluster: Cluster,
+    kind: str,
+    prepared: HostPreparation,
+    parent: pulumi.Resource,
+):
     """Old tags of `kind` removed on every change, all of them on delete (the containers depend on it)."""
     return remote_script(
         name,
         prepared.connection,
-        render.image_prune_script(cluster, kind),
-        delete_script=render.image_prune_delete_script(kind),
+        rendering.image_prune_script(cluster, kind),
+        delete_script=rendering.image_prune_delete_script(kind),
         parent=parent,
         depends_on=[prepared.ready],
     )
 
 
-def image_on_host(name: str, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions) -> docker.Image:
+def image_on_host(
+    name: str, rendering: render.Renderer, cluster: Cluster, kind: str, opts: pulumi.ResourceOptions
+) -> docker.Image:
     """An image built by the host's own daemon from `files/<kind>/`, for the stack's platform, never pushed.
 
     Paths are relative to the project (where `pulumi up` runs), so another checkout shows no diff. The
     classic builder is pinned: it is the one the lab engine drives, so the lab builds what Pis build.
     """
-    context = Path(os.path.relpath(render.files_dir() / kind, PROJECT_DIR))
+    context = Path(os.path.relpath(rendering.files / kind, PROJECT_DIR))
     return docker.Image(
         name,
-        image_name=render.image_name(cluster, kind),
+        image_name=rendering.image_name(cluster, kind),
         build=docker.DockerBuildArgs(
             context=str(context),
             dockerfile=str(context / "Dockerfile"),
@@ -172,12 +183,12 @@ class HostPreparation(pulumi.ComponentResource):
         )
         # The paper's connectivity check comes first on every `pulumi up`, not only the first.
         ping = every_run_script(
-            f"{name}-ping", self.connection, render.check_connectivity_script(args.cluster), parent=self
+            f"{name}-ping", self.connection, args.rendering.check_connectivity_script(args.cluster), parent=self
         )
         self.ready = remote_script(
             f"{name}-install",
             self.connection,
-            render.prepare_host_script(args.cluster, args.user),
+            args.rendering.prepare_host_script(args.cluster, args.user),
             parent=self,
             depends_on=[ping],
         )

@@ -16,6 +16,8 @@ from components.settings import Cluster, Host
 class KeepalivedPairArgs:
     """Inputs of the VRRP pair."""
 
+    rendering: render.Renderer
+    """Renders keepalived.conf and the host scripts from the deployment's files root."""
     cluster: Cluster
     """The validated stack settings (VIP, router id, track script, mode)."""
     balancers: tuple[Host, Host]
@@ -48,8 +50,8 @@ class KeepalivedPair(pulumi.ComponentResource):
             vrrp_host = remote_script(
                 f"{name}-{host.name}-vrrp-host",
                 prepared.connection,
-                render.vrrp_host_script(cluster),
-                delete_script=render.vrrp_host_delete_script(cluster),
+                args.rendering.vrrp_host_script(cluster),
+                delete_script=args.rendering.vrrp_host_delete_script(cluster),
                 parent=self,
                 depends_on=[prepared.ready, *first],
             )
@@ -60,21 +62,23 @@ class KeepalivedPair(pulumi.ComponentResource):
                     remote_script(
                         f"{name}-{host.name}-haproxy-watch",
                         prepared.connection,
-                        render.haproxy_watch_script(),
-                        delete_script=render.haproxy_watch_delete_script(),
+                        args.rendering.haproxy_watch_script(),
+                        delete_script=args.rendering.haproxy_watch_delete_script(),
                         parent=self,
                         depends_on=[vrrp_host, *first],
                     )
                 )
             conf = pulumi.Output.from_input(args.vrrp_password).apply(
-                lambda password, host=host, peer=peer: render.keepalived_conf(cluster, host, peer, master, password)
+                lambda password, host=host, peer=peer: args.rendering.keepalived_conf(
+                    cluster, host, peer, master, password
+                )
             )
             first = [backup_steps["keepalived"]] if host is master else []
             keepalived = remote_script(
                 f"{name}-{host.name}-keepalived",
                 prepared.connection,
-                conf.apply(render.keepalived_script),
-                delete_script=render.keepalived_delete_script(),
+                conf.apply(args.rendering.keepalived_script),
+                delete_script=args.rendering.keepalived_delete_script(),
                 carries_secrets=True,
                 parent=self,
                 depends_on=[*tracking, *args.after, *first],

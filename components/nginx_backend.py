@@ -27,6 +27,8 @@ from components.settings import Cluster, Host
 class NginxBackendArgs:
     """Inputs of one application server."""
 
+    rendering: render.Renderer
+    """Renders the page, configs and scripts from the deployment's files root."""
     cluster: Cluster
     """The validated stack settings (platform, base image, server port)."""
     host: Host
@@ -55,17 +57,17 @@ class NginxBackend(pulumi.ComponentResource):
         super().__init__("pihalb:index:NginxBackend", name, None, opts)
         cluster, prepared, server = args.cluster, args.prepared, args.host.name
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
-        self.image = image_on_host(f"{name}-image", cluster, "nginx", on_host)
-        prune = image_prune(f"{name}-image-prune", cluster, "nginx", prepared, self)
+        self.image = image_on_host(f"{name}-image", args.rendering, cluster, "nginx", on_host)
+        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "nginx", prepared, self)
         page = remote_script(
             f"{name}-page",
             prepared.connection,
-            render.nginx_page_script(args.number),
-            delete_script=render.nginx_page_delete_script(),
+            args.rendering.nginx_page_script(args.number),
+            delete_script=args.rendering.nginx_page_delete_script(),
             parent=self,
             depends_on=[prepared.ready],
         )
-        image_name = render.image_name(cluster, "nginx")
+        image_name = args.rendering.image_name(cluster, "nginx")
         spec = dict(
             name=render.NGINX_CONTAINER,
             image=image_name,
@@ -85,7 +87,7 @@ class NginxBackend(pulumi.ComponentResource):
             **container_logging(),
         )
         digest = render.spec_digest(spec)
-        drain_script, ready_script = render.server_roll_scripts(server, digest)
+        drain_script, ready_script = args.rendering.server_roll_scripts(server, digest)
         drains = [
             remote_script(
                 f"{name}-drain-on-{balancer.host.name}",

@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from components.settings import PLATFORM_ARCH, Cluster, Host
 
-FILES_DIR = Path(__file__).resolve().parent.parent / "files"
+FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
 # Ports HAProxy listens on inside its container (unprivileged, so it need not run as root).
 HAPROXY_FRONTEND_CONTAINER_PORT = 8080
@@ -36,11 +37,6 @@ NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
 VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a handover left half done
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60
-
-
-def files_dir() -> Path:
-    """Where templates, scripts and Dockerfiles live (a function so tests can point it elsewhere)."""
-    return FILES_DIR
 
 
 # Characters a word may hold bare in haproxy.cfg and keepalived.conf; any other makes it quoted.
@@ -74,18 +70,6 @@ def keepalived_word(value: str) -> str:
     return f'"{value}"'
 
 
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(files_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["haproxy_word"] = haproxy_word
-    env.filters["keepalived_word"] = keepalived_word
-    return env
-
-
 def sha256(*parts: str | bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -102,74 +86,11 @@ def tree_hash(directory: Path) -> str:
     return sha256(*parts)
 
 
-def nginx_page(number: int) -> str:
-    return _env().get_template("templates/index.html.j2").render(number=number)
-
-
-def haproxy_cfg(cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
-    hp = cluster.haproxy
-    return (
-        _env()
-        .get_template("templates/haproxy.cfg.j2")
-        .render(
-            balancer=balancer.name,
-            maxconn=4096,
-            stop_grace_ms=hp.stop_grace_ms,
-            timeouts=hp.timeouts,
-            retries=hp.retries,
-            redispatch=hp.redispatch,
-            retry_on=hp.retry_on,
-            frontend_container_port=HAPROXY_FRONTEND_CONTAINER_PORT,
-            stats_container_port=HAPROXY_STATS_CONTAINER_PORT,
-            runtime_port=HAPROXY_RUNTIME_PORT,
-            balance=hp.balance,
-            health=hp.health_check,
-            servers=servers,
-            server_port=cluster.nginx.server_port,
-            stats_password=stats_password,
-        )
-    )
-
-
 def keepalived_state(cluster: Cluster, host: Host, master: Host) -> str:
     """MASTER on the higher priority; with preemption off both start as BACKUP (keepalived requires it)."""
     if not cluster.vrrp.preempt:
         return "BACKUP"
     return "MASTER" if host.name == master.name else "BACKUP"
-
-
-def keepalived_conf(cluster: Cluster, host: Host, peer: Host, master: Host, vrrp_password: str) -> str:
-    vrrp = cluster.vrrp
-    advert = vrrp.advert_interval
-    return (
-        _env()
-        .get_template("templates/keepalived.conf.j2")
-        .render(
-            host=host,
-            peer=peer,
-            state=keepalived_state(cluster, host, master),
-            vrrp=vrrp,
-            # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
-            advert_int=int(advert) if advert == int(advert) else repr(advert),
-            track_file=HAPROXY_TRACK_FILE,
-            handover_file=VRRP_HANDOVER_FILE,
-            # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
-            handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
-            vrrp_password=vrrp_password,
-        )
-    )
-
-
-def script(name: str, libraries: tuple[str, ...] = ("lib.sh",), **variables: str) -> str:
-    """A host script from `files/scripts/`, preceded by its inputs as quoted shell assignments.
-
-    The scripts stay plain files that `bash -n` and shellcheck read; the values go in as data, never
-    spliced into the code. `libraries` (`lib.sh`: helpers that check before they change) go in front.
-    """
-    scripts = files_dir() / "scripts"
-    header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(variables.items()))
-    body = "".join((scripts / library).read_text() for library in (*libraries, name))
-    return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{body}"
 
 
 def b64(text: str) -> str:
@@ -178,65 +99,6 @@ def b64(text: str) -> str:
 
 def expected_arch(cluster: Cluster) -> str:
     return PLATFORM_ARCH[cluster.platform]
-
-
-def check_connectivity_script(cluster: Cluster) -> str:
-    return script("check-connectivity.sh", EXPECTED_ARCH=expected_arch(cluster))
-
-
-def prepare_host_script(cluster: Cluster, login_user: str) -> str:
-    prep = cluster.host_prep
-    return script(
-        "prepare-host.sh",
-        LOGIN_USER=login_user,
-        UPGRADE_PACKAGES="yes" if prep.upgrade_packages else "no",
-        APT_MAX_AGE_MINUTES=str(prep.apt_max_age_minutes),
-        PACKAGES=" ".join(HOST_PACKAGES),
-        ENGINE_PACKAGES=" ".join(ENGINE_PACKAGES),
-    )
-
-
-def haproxy_config_script(config: str, image: str) -> str:
-    return script(
-        "haproxy-config.sh",
-        CONFIG_B64=b64(config),
-        CONFIG_DIR=HAPROXY_CONFIG_DIR,
-        HAPROXY_GID=str(HAPROXY_GID),
-        IMAGE=image,
-        CONTAINER=HAPROXY_CONTAINER,
-    )
-
-
-def haproxy_config_delete_script() -> str:
-    return script("haproxy-config-delete.sh", CONFIG_DIR=HAPROXY_CONFIG_DIR)
-
-
-def vrrp_host_script(cluster: Cluster) -> str:
-    return script(
-        "vrrp-host.sh",
-        INTERFACE=cluster.vrrp.interface,
-        APT_MAX_AGE_MINUTES=str(cluster.host_prep.apt_max_age_minutes),
-    )
-
-
-def vrrp_host_delete_script(cluster: Cluster) -> str:
-    return script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
-
-
-def haproxy_watch_script() -> str:
-    return script("haproxy-watch.sh", TRACK_FILE=HAPROXY_TRACK_FILE, CONTAINER=HAPROXY_CONTAINER)
-
-
-def haproxy_watch_delete_script() -> str:
-    return script("haproxy-watch-delete.sh")
-
-
-def keepalived_script(config: str) -> str:
-    return script("keepalived.sh", CONFIG_B64=b64(config))
-
-
-def keepalived_delete_script() -> str:
-    return script("keepalived-delete.sh")
 
 
 def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
@@ -254,26 +116,8 @@ def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
     return args
 
 
-def image_name(cluster: Cluster, kind: str) -> str:
-    """A tag that changes with the build context, the build args and the platform."""
-    context = files_dir() / kind
-    args = image_build_args(cluster, kind)
-    digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
-    # `localhost/`: should the image ever be missing, a pull goes nowhere instead of to Docker Hub's
-    # `pihalb/` namespace, which this project does not own.
-    return f"{image_repository(kind)}:{digest[:12]}"
-
-
 def image_repository(kind: str) -> str:
     return f"localhost/pihalb/{kind}"
-
-
-def image_prune_script(cluster: Cluster, kind: str) -> str:
-    return script("image-prune.sh", REPOSITORY=image_repository(kind), CURRENT=image_name(cluster, kind))
-
-
-def image_prune_delete_script(kind: str) -> str:
-    return script("image-prune-delete.sh", REPOSITORY=image_repository(kind))
 
 
 def spec_digest(spec: dict) -> str:
@@ -288,67 +132,205 @@ def _plain(value: object) -> object:
     )
 
 
-def nginx_page_script(number: int) -> str:
-    return script("nginx-page.sh", PAGE_B64=b64(nginx_page(number)), PAGE_DIR=NGINX_PAGE_DIR)
-
-
-def nginx_page_delete_script() -> str:
-    return script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
-
-
 SPEC_LABEL = "pihalb.spec"
-
-
-def _paired(
-    before: tuple[str, dict[str, str]], after: tuple[str, dict[str, str]], container_spec: str
-) -> tuple[str, str]:
-    """Two rolling steps around a container replacement, each carrying one key made of the container's
-    spec and both scripts: whatever re-runs the step before (a new spec, an edited script) re-runs the
-    step after, so a server drained or a balancer that left is always brought back."""
-    libraries = ("lib.sh", "haproxy-runtime.sh")
-    drafts = [script(name, libraries=libraries, **variables) for name, variables in (before, after)]
-    key = sha256(container_spec, *drafts)[:16]
-    return tuple(  # type: ignore[return-value]
-        script(name, libraries=libraries, ROLL_KEY=key, CONTAINER_SPEC=container_spec, **variables)
-        for name, variables in (before, after)
-    )
-
-
-def server_roll_scripts(server: str, container_spec: str) -> tuple[str, str]:
-    """The drain and ready scripts a balancer runs around `server`'s container replacement."""
-    common = {
-        "SERVER": server,
-        "BACKEND": HAPROXY_BACKEND,
-        "CONTAINER": HAPROXY_CONTAINER,
-        "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
-    }
-    return _paired(
-        ("server-drain.sh", common | {"DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}),
-        ("server-ready.sh", common | {"READY_TIMEOUT_S": str(READY_TIMEOUT_S)}),
-        container_spec,
-    )
-
-
-def balancer_roll_scripts(cluster: Cluster, container_spec: str) -> tuple[str, str]:
-    """The leave and rejoin scripts a balancer runs around its own HAProxy container's replacement."""
-    return _paired(
-        (
-            "balancer-leave.sh",
-            {
-                "CONTAINER": HAPROXY_CONTAINER,
-                "SPEC_LABEL": SPEC_LABEL,
-                "INTERFACE": cluster.vrrp.interface,
-                "VIP": str(cluster.vrrp.vip.ip),
-                "HANDOVER_FILE": VRRP_HANDOVER_FILE,
-                "HANDOVER_TIMEOUT_S": str(handover_timeout_s(cluster)),
-                "PREEMPT": "yes" if cluster.vrrp.preempt else "no",
-            },
-        ),
-        ("balancer-rejoin.sh", {"HANDOVER_FILE": VRRP_HANDOVER_FILE}),
-        container_spec,
-    )
 
 
 def handover_timeout_s(cluster: Cluster) -> int:
     """How long the peer may take to win: Master_Down_Interval (3 adverts + skew) and a generous margin."""
     return int(4 * cluster.vrrp.advert_interval) + 10
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Renders from one files root (templates, scripts, Dockerfiles): the project's `files/`, or a copy a
+    test or the bench changes. The root is a parameter of the deployment, never a reassigned global."""
+
+    files: Path
+    """The files root."""
+
+    def _env(self) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.files)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        env.filters["haproxy_word"] = haproxy_word
+        env.filters["keepalived_word"] = keepalived_word
+        return env
+
+    def nginx_page(self, number: int) -> str:
+        return self._env().get_template("templates/index.html.j2").render(number=number)
+
+    def haproxy_cfg(self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
+        hp = cluster.haproxy
+        return (
+            self._env()
+            .get_template("templates/haproxy.cfg.j2")
+            .render(
+                balancer=balancer.name,
+                maxconn=4096,
+                stop_grace_ms=hp.stop_grace_ms,
+                timeouts=hp.timeouts,
+                retries=hp.retries,
+                redispatch=hp.redispatch,
+                retry_on=hp.retry_on,
+                frontend_container_port=HAPROXY_FRONTEND_CONTAINER_PORT,
+                stats_container_port=HAPROXY_STATS_CONTAINER_PORT,
+                runtime_port=HAPROXY_RUNTIME_PORT,
+                balance=hp.balance,
+                health=hp.health_check,
+                servers=servers,
+                server_port=cluster.nginx.server_port,
+                stats_password=stats_password,
+            )
+        )
+
+    def keepalived_conf(self, cluster: Cluster, host: Host, peer: Host, master: Host, vrrp_password: str) -> str:
+        vrrp = cluster.vrrp
+        advert = vrrp.advert_interval
+        return (
+            self._env()
+            .get_template("templates/keepalived.conf.j2")
+            .render(
+                host=host,
+                peer=peer,
+                state=keepalived_state(cluster, host, master),
+                vrrp=vrrp,
+                # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
+                advert_int=int(advert) if advert == int(advert) else repr(advert),
+                track_file=HAPROXY_TRACK_FILE,
+                handover_file=VRRP_HANDOVER_FILE,
+                # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
+                handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
+                vrrp_password=vrrp_password,
+            )
+        )
+
+    def script(self, name: str, libraries: tuple[str, ...] = ("lib.sh",), **variables: str) -> str:
+        """A host script from `files/scripts/`, preceded by its inputs as quoted shell assignments.
+
+        The scripts stay plain files that `bash -n` and shellcheck read; the values go in as data, never
+        spliced into the code. `libraries` (`lib.sh`: helpers that check before they change) go in front.
+        """
+        scripts = self.files / "scripts"
+        header = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(variables.items()))
+        body = "".join((scripts / library).read_text() for library in (*libraries, name))
+        return f"#!/bin/bash\n# pi-ha-lb: {name}\n{header}{body}"
+
+    def check_connectivity_script(self, cluster: Cluster) -> str:
+        return self.script("check-connectivity.sh", EXPECTED_ARCH=expected_arch(cluster))
+
+    def prepare_host_script(self, cluster: Cluster, login_user: str) -> str:
+        prep = cluster.host_prep
+        return self.script(
+            "prepare-host.sh",
+            LOGIN_USER=login_user,
+            UPGRADE_PACKAGES="yes" if prep.upgrade_packages else "no",
+            APT_MAX_AGE_MINUTES=str(prep.apt_max_age_minutes),
+            PACKAGES=" ".join(HOST_PACKAGES),
+            ENGINE_PACKAGES=" ".join(ENGINE_PACKAGES),
+        )
+
+    def haproxy_config_script(self, config: str, image: str) -> str:
+        return self.script(
+            "haproxy-config.sh",
+            CONFIG_B64=b64(config),
+            CONFIG_DIR=HAPROXY_CONFIG_DIR,
+            HAPROXY_GID=str(HAPROXY_GID),
+            IMAGE=image,
+            CONTAINER=HAPROXY_CONTAINER,
+        )
+
+    def haproxy_config_delete_script(self) -> str:
+        return self.script("haproxy-config-delete.sh", CONFIG_DIR=HAPROXY_CONFIG_DIR)
+
+    def vrrp_host_script(self, cluster: Cluster) -> str:
+        return self.script(
+            "vrrp-host.sh",
+            INTERFACE=cluster.vrrp.interface,
+            APT_MAX_AGE_MINUTES=str(cluster.host_prep.apt_max_age_minutes),
+        )
+
+    def vrrp_host_delete_script(self, cluster: Cluster) -> str:
+        return self.script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
+
+    def haproxy_watch_script(self) -> str:
+        return self.script("haproxy-watch.sh", TRACK_FILE=HAPROXY_TRACK_FILE, CONTAINER=HAPROXY_CONTAINER)
+
+    def haproxy_watch_delete_script(self) -> str:
+        return self.script("haproxy-watch-delete.sh")
+
+    def keepalived_script(self, config: str) -> str:
+        return self.script("keepalived.sh", CONFIG_B64=b64(config))
+
+    def keepalived_delete_script(self) -> str:
+        return self.script("keepalived-delete.sh")
+
+    def image_name(self, cluster: Cluster, kind: str) -> str:
+        """A tag that changes with the build context, the build args and the platform."""
+        context = self.files / kind
+        args = image_build_args(cluster, kind)
+        digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
+        # `localhost/`: should the image ever be missing, a pull goes nowhere instead of to Docker Hub's
+        # `pihalb/` namespace, which this project does not own.
+        return f"{image_repository(kind)}:{digest[:12]}"
+
+    def image_prune_script(self, cluster: Cluster, kind: str) -> str:
+        return self.script("image-prune.sh", REPOSITORY=image_repository(kind), CURRENT=self.image_name(cluster, kind))
+
+    def image_prune_delete_script(self, kind: str) -> str:
+        return self.script("image-prune-delete.sh", REPOSITORY=image_repository(kind))
+
+    def nginx_page_script(self, number: int) -> str:
+        return self.script("nginx-page.sh", PAGE_B64=b64(self.nginx_page(number)), PAGE_DIR=NGINX_PAGE_DIR)
+
+    def nginx_page_delete_script(self) -> str:
+        return self.script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
+
+    def _paired(
+        self, before: tuple[str, dict[str, str]], after: tuple[str, dict[str, str]], container_spec: str
+    ) -> tuple[str, str]:
+        """Two rolling steps around a container replacement, each carrying one key made of the container's
+        spec and both scripts: whatever re-runs the step before (a new spec, an edited script) re-runs the
+        step after, so a server drained or a balancer that left is always brought back."""
+        libraries = ("lib.sh", "haproxy-runtime.sh")
+        drafts = [self.script(name, libraries=libraries, **variables) for name, variables in (before, after)]
+        key = sha256(container_spec, *drafts)[:16]
+        return tuple(  # type: ignore[return-value]
+            self.script(name, libraries=libraries, ROLL_KEY=key, CONTAINER_SPEC=container_spec, **variables)
+            for name, variables in (before, after)
+        )
+
+    def server_roll_scripts(self, server: str, container_spec: str) -> tuple[str, str]:
+        """The drain and ready scripts a balancer runs around `server`'s container replacement."""
+        common = {
+            "SERVER": server,
+            "BACKEND": HAPROXY_BACKEND,
+            "CONTAINER": HAPROXY_CONTAINER,
+            "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
+        }
+        return self._paired(
+            ("server-drain.sh", common | {"DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}),
+            ("server-ready.sh", common | {"READY_TIMEOUT_S": str(READY_TIMEOUT_S)}),
+            container_spec,
+        )
+
+    def balancer_roll_scripts(self, cluster: Cluster, container_spec: str) -> tuple[str, str]:
+        """The leave and rejoin scripts a balancer runs around its own HAProxy container's replacement."""
+        return self._paired(
+            (
+                "balancer-leave.sh",
+                {
+                    "CONTAINER": HAPROXY_CONTAINER,
+                    "SPEC_LABEL": SPEC_LABEL,
+                    "INTERFACE": cluster.vrrp.interface,
+                    "VIP": str(cluster.vrrp.vip.ip),
+                    "HANDOVER_FILE": VRRP_HANDOVER_FILE,
+                    "HANDOVER_TIMEOUT_S": str(handover_timeout_s(cluster)),
+                    "PREEMPT": "yes" if cluster.vrrp.preempt else "no",
+                },
+            ),
+            ("balancer-rejoin.sh", {"HANDOVER_FILE": VRRP_HANDOVER_FILE}),
+            container_spec,
+        )

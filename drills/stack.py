@@ -45,7 +45,7 @@ def span(step: Done, t0: float) -> tuple[float, float]:
 def files_with_response_header(directory: Path, header: str, value: str) -> Path:
     """A copy of `files/` whose haproxy.cfg template adds a response header: a visible config change."""
     shutil.rmtree(directory, ignore_errors=True)
-    shutil.copytree(render.files_dir(), directory)
+    shutil.copytree(render.FILES, directory)
     template = directory / "templates" / "haproxy.cfg.j2"
     marker = "    default_backend servers\n"
     template.write_text(

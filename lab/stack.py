@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import render
+from components.cluster import FILES_ENV
 from components.settings import (
     CONFIG_NAMESPACE,
     HOST_KEYS_KEY,
@@ -68,16 +69,20 @@ def config(lab: Lab, profile: str = STACK, alter: Alter | None = None) -> dict:
 
 @contextlib.contextmanager
 def files_root(files: Path | None) -> Iterator[None]:
-    """The renderer reads `files` instead of the repository's `files/` for the duration."""
+    """The program renders from `files` instead of the project's `files/` for the duration: the
+    program's own parameter for it is PIHALB_FILES_DIR (see components.cluster.files_root)."""
     if files is None:
         yield
         return
-    original = render.FILES_DIR
-    render.FILES_DIR = files
+    before = os.environ.get(FILES_ENV)
+    os.environ[FILES_ENV] = str(files)
     try:
         yield
     finally:
-        render.FILES_DIR = original
+        if before is None:
+            os.environ.pop(FILES_ENV, None)
+        else:
+            os.environ[FILES_ENV] = before
 
 
 def declare(lab: Lab, profile: str = STACK, alter: Alter | None = None, files: Path | None = None) -> program.Program:

@@ -204,14 +204,14 @@ def test_nginx_site_passes_nginx_t(tmp_path):
     (tmp_path / "logs").mkdir()
     main.write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
-        f"http {{\n include {render.files_dir() / 'nginx' / 'default.conf'};\n}}\n"
+        f"http {{\n include {render.FILES / 'nginx' / 'default.conf'};\n}}\n"
     )
-    site = (render.files_dir() / "nginx" / "default.conf").read_text()
+    site = (render.FILES / "nginx" / "default.conf").read_text()
     assert "access_log /var/log/nginx/access.log pihalb;" in site
     run([tool("nginx"), "-t", "-p", str(tmp_path), "-c", str(main)])
 
 
-# Sourced in front of the other scripts by render.script (its `libraries`), never run on their own.
+# Sourced in front of the other scripts by Renderer.script (its `libraries`), never run on their own.
 SCRIPT_LIBRARIES = {"lib.sh", "haproxy-runtime.sh"}
 
 
@@ -223,14 +223,14 @@ def _scripts(program):
 
 
 def _script_file(script: str) -> str:
-    """The files/scripts/ file a rendered script runs: render.script names it on the second line."""
+    """The files/scripts/ file a rendered script runs: Renderer.script names it on the second line."""
     match = re.match(r"#!/bin/bash\n# pi-ha-lb: (\S+)\n", script)
-    assert match, f"not a script rendered by render.script: {script[:80]!r}"
+    assert match, f"not a script rendered by Renderer.script: {script[:80]!r}"
     return match.group(1)
 
 
 def _script_files() -> list[Path]:
-    return sorted((render.files_dir() / "scripts").glob("*.sh"))
+    return sorted((render.FILES / "scripts").glob("*.sh"))
 
 
 def test_host_scripts_pass_bash_n_and_shellcheck(variant, tmp_path):
@@ -266,9 +266,9 @@ def test_every_script_file_starts_with_set_eu():
 
 def test_dockerfiles_name_their_base_as_a_build_arg():
     for kind in ("nginx", "haproxy"):
-        dockerfile = (render.files_dir() / kind / "Dockerfile").read_text()
+        dockerfile = (render.FILES / kind / "Dockerfile").read_text()
         assert "ARG BASE_IMAGE=" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
-    assert "USER haproxy" in (render.files_dir() / "haproxy" / "Dockerfile").read_text()
+    assert "USER haproxy" in (render.FILES / "haproxy" / "Dockerfile").read_text()
 
 
 # ---- issue 12: accepted values reach the daemons as written ------------------------------------------
@@ -339,7 +339,7 @@ def test_sudoers_drop_in_passes_visudo(run_stack, tmp_path):
 
 
 def test_prepare_host_refuses_a_bad_login_user_itself():
-    script = render.prepare_host_script(_dev_cluster(), "pi\nALL")
+    script = render.Renderer(render.FILES).prepare_host_script(_dev_cluster(), "pi\nALL")
     script = script.split("\nsudoers_line=", 1)[0]
     done = subprocess.run([tool("bash"), "-c", script], capture_output=True, text=True)
     assert done.returncode == 1 and "refusing login user" in done.stderr

@@ -124,7 +124,7 @@ def rolled_servers(lab: Lab) -> dict[str, str]:
 def changes(deployed, lab: Lab, tmp_path_factory) -> Changes:
     """The tuned profile, rendered from a copy of files/ that the tests change (the baseline apply)."""
     files = tmp_path_factory.mktemp("changes") / "files"
-    shutil.copytree(render.files_dir(), files)
+    shutil.copytree(render.FILES, files)
     state = Changes(lab, files)
     stack.apply(lab, log=lambda line: None, stack=PROFILE, files=files)
     assert_healthy(lab)

@@ -417,7 +417,7 @@ def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkey
 
 
 def _keepalived_script() -> str:
-    return render.keepalived_script("global_defs {\n}\n")
+    return render.Renderer(render.FILES).keepalived_script("global_defs {\n}\n")
 
 
 def _notify_script() -> str:
@@ -433,10 +433,10 @@ def test_keepalived_sh_installs_the_hook_and_the_restart_drop_in_before_the_conf
     dropin = script.index("/etc/systemd/system/keepalived.service.d/pihalb-restart.conf")
     assert hook < dropin < script.index("keepalived --config-test")
     assert "[Service]\nRestart=on-failure\nRestartSec=1" in script and "daemon-reload" in script
-    delete = render.keepalived_delete_script()
+    delete = render.Renderer(render.FILES).keepalived_delete_script()
     for path in ("/usr/local/sbin/pihalb-keepalived-notify", "pihalb-restart.conf", "/run/pihalb-vrrp-state"):
         assert path in delete
-    conf_template = (render.files_dir() / "templates" / "keepalived.conf.j2").read_text()
+    conf_template = (render.FILES / "templates" / "keepalived.conf.j2").read_text()
     assert "notify /usr/local/sbin/pihalb-keepalived-notify" in conf_template
 
 

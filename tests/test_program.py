@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from components import render
+from components.cluster import FILES_ENV
 from components.remote import RUN_SCRIPT_FROM_STDIN
 from harness.plan import make_plan, resource_of
 from harness.program import Program
@@ -258,8 +259,8 @@ def test_stack_outputs(program):
 def files_copy(tmp_path, monkeypatch):
     """Point the program at a copy of `files/` (the same path before and after a change: paths are inputs)."""
     files = tmp_path / "files"
-    shutil.copytree(render.files_dir(), files)
-    monkeypatch.setattr(render, "FILES_DIR", files)
+    shutil.copytree(render.FILES, files)
+    monkeypatch.setenv(FILES_ENV, str(files))
     return files
 
 
