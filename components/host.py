@@ -10,6 +10,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
+from common.files import write_private
 from components import render
 from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
@@ -44,11 +45,7 @@ def local_ssh_dir(project: str, stack: str) -> Path:
 
 
 def _write_private(path: Path, content: str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content if content.endswith("\n") else content + "\n")
-    return str(path)
+    return str(write_private(path, content if content.endswith("\n") else content + "\n"))
 
 
 def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:

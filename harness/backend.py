@@ -8,11 +8,11 @@ Like Pulumi's local backend (`pulumi login --local`): one directory per stack un
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from common.files import write_private
 from harness import program
 from harness.state import Checkpoint
 
@@ -32,11 +32,7 @@ class Backend:
 
     def set_config(self, stack: str, values: dict[str, Any]) -> None:
         """What `pulumi config set [--secret]` would add to the stack (kept 0600, outside git)."""
-        path = self.stack_dir(stack) / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(values, handle, indent=2)
+        write_private(self.stack_dir(stack) / "config.json", json.dumps(values, indent=2))
 
     def config(self, stack: str) -> dict[str, Any]:
         """The stack file's config, then the values set for it."""

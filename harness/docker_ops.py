@@ -14,10 +14,8 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
-import tarfile
 import tempfile
 import threading
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import docker
 
+from common.files import Entry, tar_archive
 from harness.command_ops import StepError, require_known
 from harness.state import Resource
 
@@ -311,10 +310,4 @@ def _duration_ns(text: str) -> int:
 
 
 def _tar_one(path: str, content: str) -> bytes:
-    data = content.encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(path.lstrip("/"))
-        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return tar_archive([Entry(path, content.encode(), 0o644)])

@@ -9,12 +9,13 @@ secret signature with a `plaintext` JSON string), so the file says which values 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from common.files import write_private
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -188,7 +189,6 @@ class Checkpoint:
         self.resources.append(resource)
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         document = {
             "version": 3,
             "deployment": {
@@ -198,11 +198,7 @@ class Checkpoint:
                 **({"pending_operations": self.pending} if self.pending else {}),
             },
         }
-        temporary = self.path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=False)
-        os.replace(temporary, self.path)
+        write_private(self.path, json.dumps(document, indent=2))
 
 
 def _wrap_secrets(value: Any, paths: list[str], here: str = "") -> Any:

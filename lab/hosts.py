@@ -17,10 +17,11 @@ from docker.models.containers import Container
 from docker.models.images import Image
 from docker.types import IPAMConfig, IPAMPool
 
+from common.files import Entry, tar_archive
+from components.render import sha256
 from components.settings import Host
 from harness.ssh import Login, SshError
 from lab.engine import Engine
-from lab.files import Entry, fingerprint, tar_archive
 from lab.inventory import HOST_USER, LABEL_LAB, NAME_PREFIX, NETWORK, Inventory, container_name, volume_name
 from lab.keys import Keys, public_key_path
 from lab.output import LabError, first_line, say
@@ -82,7 +83,7 @@ class Hosts:
     def ensure(self, host: Host, image: Image) -> bool:
         """Create (with keys in place) and start host's container as needed; True when it was started."""
         options = _options(host, image)
-        spec = fingerprint(json.dumps(options, sort_keys=True).encode())
+        spec = sha256(json.dumps(options, sort_keys=True))
         name = container_name(host)
         try:
             container = self._docker.containers.get(name)

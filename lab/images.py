@@ -11,8 +11,8 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.models.images import Image
 
+from components.render import sha256, tree_hash
 from lab.engine import Engine, ensure_command, run
-from lab.files import fingerprint, tree_bytes
 from lab.inventory import LABEL_LAB
 from lab.output import LabError, first_line, say
 
@@ -88,7 +88,7 @@ class Images:
 
     def ensure_host(self, base: Image) -> Image:
         """Build the host image only when its build context or its base changed (recorded in a label)."""
-        context = fingerprint(tree_bytes(HOST_CONTEXT), base.id.encode())
+        context = sha256(tree_hash(HOST_CONTEXT), base.id)
         try:
             image = self._docker.images.get(HOST_IMAGE)
             if image.labels.get(LABEL_CONTEXT) == context:

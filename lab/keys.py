@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from common.files import write_private
 from components.settings import Host
-from lab.files import write_private
 from lab.inventory import Inventory, container_name
 from lab.output import LabError, say
 
