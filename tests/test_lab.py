@@ -23,7 +23,6 @@ pytestmark = pytest.mark.lab
 
 FAILOVER_S = 30
 CONTAINER = "docker:index/container:Container"
-IMAGE = "docker:index/image:Image"
 
 
 def _kinds(applied) -> dict[str, str]:
