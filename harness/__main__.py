@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from components.settings import ConfigError
 from harness import program
 from harness.backend import ROOT, Backend
 from harness.command_ops import StepError
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         print(render(plan, args.stack, verb="Updated"))
         print("Outputs:")
         print(json.dumps(declared.outputs, indent=2))
+    except ConfigError as error:  # as the Pulumi CLI prints a RunError: the message, no traceback
+        print(
+            f"error: {error}\n(values that cannot live in Pulumi.{args.stack}.yaml go in "
+            f"{backend.stack_dir(args.stack) / 'config.json'})",
+            file=sys.stderr,
+        )
+        return 1
     except StepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

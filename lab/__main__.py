@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from components.settings import ConfigError
 from harness.command_ops import StepError
 from harness.plan import render
 from lab import stack
@@ -87,7 +88,7 @@ def run_engine(lab: Lab, verb: str, profile: str) -> int:
             applied = stack.up(lab, profile)
             print(render(applied.plan, STACK, verb="Updated"))
             print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
-    except StepError as error:
+    except (StepError, ConfigError) as error:
         print(f"lab: {verb} failed: {error}", file=sys.stderr)
         return 1
     return 0
