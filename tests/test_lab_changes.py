@@ -144,6 +144,7 @@ def test_a_new_page_rewrites_the_page_files_and_replaces_nothing(changes, lab):
 
 def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     changes.append("nginx/Dockerfile", "# nginx image v2")
+    since = int(time.time()) - 1
     applied, recording = changes.apply_under_load()
     assert changed(applied) == rolled_servers(lab)
     done = {d.name: d for d in applied.report.done}
@@ -151,6 +152,11 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     for previous, following in zip(names, names[1:], strict=False):  # one server out at a time
         back = max(ended(done[f"{previous}-nginx-ready-on-{b.name}"]) for b in lab.balancers)
         assert done[f"{following}-nginx-container"].started >= back
+    # Each old nginx got its stop signal (SIGQUIT: finish what is in flight) and no SIGKILL after it.
+    for server in names:
+        events = f"docker events --since {since} --until $(date +%s) --filter container={render.NGINX_CONTAINER}"
+        signals = lab.sh(server, f"{events} --filter event=kill --format '{{{{.Actor.Attributes.signal}}}}'")[1]
+        assert signals.split() == ["3"], (server, signals)
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
