@@ -102,7 +102,9 @@ class HaproxyBalancer(pulumi.ComponentResource):
             prepared.connection,
             leave_script,
             parent=self,
-            depends_on=[prepared.ready, *args.after],
+            # Out of service only once its new image is built and its config checked: never during a build
+            # (compiling HAProxy starves a small host; a balancer taken out meanwhile would stay out for it).
+            depends_on=[prepared.ready, self.image, self.config, *args.after],
         )
         self.container = docker.Container(
             f"{name}-container",

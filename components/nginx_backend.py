@@ -94,7 +94,8 @@ class NginxBackend(pulumi.ComponentResource):
                 balancer.connection,
                 drain_script,
                 parent=self,
-                depends_on=[balancer.ready, *args.after],
+                # Drained only once its new image is built: a server is out of service for the swap alone.
+                depends_on=[balancer.ready, self.image, page, *args.after],
             )
             for balancer in args.balancers
         ]

@@ -345,11 +345,16 @@ def test_changes_roll_one_host_at_a_time(program):
                 program.named(f"{server}-nginx-ready-on-{lb}"),
             )
             assert program.depends_on(container, drain) and program.depends_on(ready, container)
+            assert program.depends_on(drain, program.named(f"{server}-nginx-image"))  # out only once built
             assert drain.inputs["connection"]["host"] == program.outputs["balancers"][lb]
             if i:
                 for previous_lb in (master, backup):
                     assert program.depends_on(drain, program.named(f"{servers[i - 1]}-nginx-ready-on-{previous_lb}"))
     assert program.depends_on(program.named(f"{master}-haproxy-leave"), program.named(f"{backup}-haproxy-rejoin"))
+    for lb in (master, backup):  # a balancer leaves only once its new image is built and its config checked
+        leave = program.named(f"{lb}-haproxy-leave")
+        assert program.depends_on(leave, program.named(f"{lb}-haproxy-image"))
+        assert program.depends_on(leave, program.named(f"{lb}-haproxy-config"))
     assert program.depends_on(program.named(f"{master}-haproxy-container"), program.named(f"{master}-haproxy-leave"))
     for step in ("vrrp-host", "keepalived"):
         assert program.depends_on(program.named(f"vrrp-{master}-{step}"), program.named(f"vrrp-{backup}-{step}"))
