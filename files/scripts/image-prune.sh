@@ -3,10 +3,13 @@
 # tag stays; one still used by a container goes at the next change.
 set -eu
 echo "current: $CURRENT"
+in_use=$(sudo -n docker ps -a --format '{{.Image}}')
 for image in $(sudo -n docker images --format '{{.Repository}}:{{.Tag}}' "$REPOSITORY"); do
-    [ "$image" = "$CURRENT" ] && continue
-    if [ -z "$(sudo -n docker ps -aq --filter "ancestor=$image")" ]; then
-        sudo -n docker rmi "$image" >/dev/null
+    if [ "$image" = "$CURRENT" ] || printf '%s\n' "$in_use" | grep -qxF "$image"; then
+        continue
+    fi
+    # a container created from the image's ID rather than its name still holds it: then it stays
+    if sudo -n docker rmi "$image" >/dev/null 2>&1; then
         echo "removed $image"
         changed=yes
     fi
