@@ -93,7 +93,7 @@ def facts_script(host: Host) -> str:
             f"echo @@state; cat {VRRP_STATE_FILE} 2>/dev/null || true",
             "echo @@journal; sudo -n journalctl -u keepalived -o short-iso --no-pager -n 1000 2>/dev/null"
             " | grep -E 'Entering (MASTER|BACKUP|FAULT) STATE' | tail -n 5 || true",
-            f"echo @@handover; cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || true",
+            f"echo @@handover; sudo -n cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || true",  # root-only (keepalived)
             f"echo @@stat; {runtime} 2>/dev/null || true",
         ]
     return "\n".join(lines) + "\n"

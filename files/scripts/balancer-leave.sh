@@ -11,7 +11,7 @@ if [ "$running_spec" = "$CONTAINER_SPEC" ]; then
     echo "the running HAProxy container already has this spec: it stays, nothing to hand over"
 elif systemctl is-active --quiet keepalived; then
     if [ "$PREEMPT" = yes ] && sudo -n grep -qF "$HANDOVER_FILE" /etc/keepalived/keepalived.conf; then
-        if [ "$(cat "$HANDOVER_FILE" 2>/dev/null || true)" != 1 ]; then
+        if [ "$(sudo -n cat "$HANDOVER_FILE" 2>/dev/null || true)" != 1 ]; then
             echo 1 | sudo -n tee "$HANDOVER_FILE" >/dev/null # in place: keepalived watches the file
             echo "VRRP priority lowered: the peer takes the VIP"
             changed=yes

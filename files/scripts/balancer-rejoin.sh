@@ -2,7 +2,7 @@
 # back by preemption, the peer keeping it until then). Nothing to do before keepalived runs here.
 set -eu
 echo "container spec $CONTAINER_SPEC, roll $ROLL_KEY"
-if [ "$(cat "$HANDOVER_FILE" 2>/dev/null || echo 0)" != 0 ]; then
+if [ "$(sudo -n cat "$HANDOVER_FILE" 2>/dev/null || echo 0)" != 0 ]; then
     echo 0 | sudo -n tee "$HANDOVER_FILE" >/dev/null # in place: keepalived watches the file
     echo "VRRP priority restored"
     changed=yes
