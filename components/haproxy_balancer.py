@@ -77,7 +77,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
         spec = dict(
             name=render.HAPROXY_CONTAINER,
             image=args.rendering.image_name(cluster, "haproxy"),
-            restart="unless-stopped",
+            restart=render.RESTART_POLICY,
             must_run=True,
             ports=[
                 docker.ContainerPortArgs(internal=render.HAPROXY_FRONTEND_CONTAINER_PORT, external=hp.frontend_port),

@@ -71,7 +71,7 @@ class NginxBackend(pulumi.ComponentResource):
         spec = dict(
             name=render.NGINX_CONTAINER,
             image=image_name,
-            restart="unless-stopped",
+            restart=render.RESTART_POLICY,
             must_run=True,
             ports=[docker.ContainerPortArgs(internal=80, external=cluster.nginx.server_port)],
             volumes=[

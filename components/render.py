@@ -35,6 +35,9 @@ HAPROXY_RUNTIME_PORT = 9999
 HAPROXY_BACKEND = "servers"
 NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
 VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a handover left half done
+# `always`, not `unless-stopped`: after a dockerd restart the lab once left an `unless-stopped` HAProxy
+# exited (0) and never started it again; `always` containers are started on every daemon start.
+RESTART_POLICY = "always"
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60
 

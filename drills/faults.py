@@ -21,7 +21,7 @@ def kill_haproxy_for_good(lab: Lab, host: str) -> None:
 def restore_haproxy(lab: Lab, host: str) -> None:
     lab.sh(
         host,
-        f"docker update --restart=unless-stopped {render.HAPROXY_CONTAINER} >/dev/null "
+        f"docker update --restart={render.RESTART_POLICY} {render.HAPROXY_CONTAINER} >/dev/null "
         f"&& docker start {render.HAPROXY_CONTAINER}",
     )
 
@@ -70,7 +70,7 @@ def undo_all(lab: Lab) -> None:
     for host in lab.balancers:
         lab.sh(
             host.name,
-            f"systemctl start keepalived; docker update --restart=unless-stopped {render.HAPROXY_CONTAINER} "
+            f"systemctl start keepalived; docker update --restart={render.RESTART_POLICY} {render.HAPROXY_CONTAINER} "
             f">/dev/null; docker start {render.HAPROXY_CONTAINER} >/dev/null",
             timeout=60,
         )

@@ -133,7 +133,7 @@ def drill(
     finally:
         cluster.restore_haproxy(master)
         restored_at = probe.elapsed()
-        say(f"{restored_at:5.1f}s HAProxy restored on {master} (restart policy unless-stopped, started)")
+        say(f"{restored_at:5.1f}s HAProxy restored on {master} (restart policy back, started)")
 
     def back() -> bool:
         holders = cluster.vip_holders()

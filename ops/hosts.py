@@ -261,7 +261,8 @@ class SshCluster:
         c = render.HAPROXY_CONTAINER
         self.run(
             balancer,
-            f"sudo -n docker update --restart=unless-stopped {c} >/dev/null && sudo -n docker start {c} >/dev/null",
+            f"sudo -n docker update --restart={render.RESTART_POLICY} {c} >/dev/null"
+            f" && sudo -n docker start {c} >/dev/null",
         )
 
     def set_handover(self, balancer: str, value: int) -> None:

@@ -118,7 +118,7 @@ def test_three_servers_and_two_balancers_run(program):
     pages = [embedded_page(program.named(c.name.replace("-container", "-page"))) for c in servers]
     assert [re.search(r"Hello world from server (\d)!", p).group(1) for p in pages] == ["1", "2", "3"]
     for container in servers + balancers:
-        assert container.inputs["restart"] == "unless-stopped"
+        assert container.inputs["restart"] == "always"
         assert container.inputs["wait"] is True and container.inputs["healthcheck"]["tests"][:2] == ["CMD", "bash"]
         assert container.inputs["destroyGraceSeconds"] == 10  # a stop signal, then time to finish
         assert container.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
