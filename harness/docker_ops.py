@@ -203,11 +203,17 @@ class ContainerOps:
             container = client.containers.create(**_create_kwargs(new))
         except docker.errors.APIError as error:
             raise StepError(f"{new.name}: cannot create container {inputs['name']}: {error}") from error
-        for upload in inputs.get("uploads", []):
-            container.put_archive("/", _tar_one(upload["file"], upload["content"]))
-        container.start()
-        if inputs.get("wait"):  # the only wait the provider has: `mustRun` is not checked on create
-            _wait_healthy(new, container, float(inputs.get("waitTimeout", 60)))
+        try:
+            for upload in inputs.get("uploads", []):
+                container.put_archive("/", _tar_one(upload["file"], upload["content"]))
+            container.start()
+            if inputs.get("wait"):  # the only wait the provider has: `mustRun` is not checked on create
+                _wait_healthy(new, container, float(inputs.get("waitTimeout", 60)))
+        except Exception:
+            # Terraform keeps such a container as tainted and the next `up` replaces it; the lab removes it
+            # at once, which leaves the next `up` the same work (a create) without a name conflict.
+            container.remove(force=True)
+            raise
         return container.id, {**inputs, "id": container.id}
 
     def update(self, old: Resource, new: Resource) -> dict:
