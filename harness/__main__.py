@@ -2,8 +2,9 @@
 
 preview prints the plan and touches nothing; up applies it and prints the stack outputs; destroy
 deletes everything the checkpoint holds, running the delete scripts. The host keys and secrets come
-from `.pihalb-engine/STACK/config.json` (the lab writes them; `python -m lab deploy` also seeds the
-lab's base image into each new Docker daemon, which a fresh lab host needs before its first build).
+from `.pihalb-engine/STACK/config.json` (a JSON object of namespaced keys, written by you, 0600). The
+lab's own stack goes through `python -m lab preview|deploy|destroy`, which supplies the lab's keys and
+seeds its base image into each new Docker daemon (a fresh lab host needs it before its first build).
 """
 
 from __future__ import annotations

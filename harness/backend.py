@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.files import write_private
 from harness import program
 from harness.state import Checkpoint
 
@@ -29,10 +28,6 @@ class Backend:
 
     def checkpoint(self, stack: str) -> Checkpoint:
         return Checkpoint.load(self.stack_dir(stack) / "state.json")
-
-    def set_config(self, stack: str, values: dict[str, Any]) -> None:
-        """What `pulumi config set [--secret]` would add to the stack (kept 0600, outside git)."""
-        write_private(self.stack_dir(stack) / "config.json", json.dumps(values, indent=2))
 
     def config(self, stack: str) -> dict[str, Any]:
         """The stack file's config, then the values set for it."""
