@@ -62,7 +62,7 @@ class Changes:
                     node[last] = value
 
         applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
-        kinds = {n: k for n, k in applied.plan.kinds().items() if not n.endswith("-ping")}
+        kinds = applied.plan.changes_besides_every_up()
         counts: dict[str, int] = {}
         for kind in kinds.values():
             counts[kind] = counts.get(kind, 0) + 1

@@ -3,8 +3,9 @@
 A config change is checked, swapped in and reloaded in place (no new container). A replacement of the
 container (a new image) is delete-before-replace, so the program rolls it: the BACKUP goes first, then
 the MASTER, and before a balancer's HAProxy stops its VRRP priority drops to the floor until the peer
-holds the VIP (leave); once the new container answers, the priority comes back (rejoin). The leave and rejoin
-steps carry the container's spec, so they run exactly when the container changes.
+holds the VIP (leave); once the new container answers, the priority comes back (rejoin). The leave step
+carries the container's spec, so it runs exactly when the container changes; the rejoin runs on every up,
+so a balancer that left is brought back even after an apply that failed in between.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pulumi_docker as docker
 
 from components import render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
-from components.remote import remote_script
+from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -112,7 +113,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
             labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],  # read by the leave step
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, prune, leave])),
         )
-        self.rejoined = remote_script(
+        self.rejoined = every_run_script(
             f"{name}-rejoin",
             prepared.connection,
             rejoin_script,

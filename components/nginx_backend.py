@@ -6,7 +6,8 @@ every Container), so the server is gone for a few seconds. The program makes tha
 - the new container must answer its health check before the create counts as done (`wait`);
 - each balancer then sends it requests again once its own check says UP (ready);
 - the next server's drain waits for this server's ready steps, so one server at a time is out.
-The drain and ready steps carry the container's spec, so they run exactly when the container changes.
+The drain step carries the container's spec, so it runs exactly when the container changes; the ready
+step runs on every up, so a server drained is brought back even after an apply that failed in between.
 The page is a file on the host that the container serves read-only: a new page is no new container.
 """
 
@@ -19,7 +20,7 @@ import pulumi_docker as docker
 
 from components import render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
-from components.remote import remote_script
+from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -106,7 +107,7 @@ class NginxBackend(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, prune, *drains])),
         )
         self.ready = tuple(
-            remote_script(
+            every_run_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
                 ready_script,

@@ -4,8 +4,8 @@ Pulumi's rules for `command:remote:Command` (pulumi-command 1.2.1) shape this:
 - a changed input is an *update*, which runs `create` again (no `update` is set): so a changed script
   re-runs in place, and the old `delete` never runs because of a change;
 - `triggers` force a create-before-delete *replacement* whose old `delete` runs at the end of the
-  update: so no step with a `delete` has triggers, and the only triggered step is the connectivity
-  check, which has nothing to delete;
+  update: so no step with a `delete` has triggers; the only triggered steps are those run on every
+  up (the connectivity check, the steps that put a host back into service), with nothing to delete;
 - the script travels on the command's standard input, never on its command line: a script carrying
   secrets (configs with passwords) is then not in `ps` on the Pi nor in the provider's error messages,
   and its output is not logged.
@@ -67,12 +67,14 @@ def every_run_script(
     script: str,
     *,
     parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
 ) -> command.remote.Command:
     """A step that runs on every `pulumi up`: a fresh trigger value replaces it each time.
 
     pulumi-command's documented way to re-run a command is a changed trigger; the replacement is
     create-before-delete and this step has no `delete`, so nothing is undone. Steps that depend on it
-    wait for it, and are not re-run because of it.
+    wait for it, and are not re-run because of it. For checks, and for the steps that bring a host
+    back into service: those must run even when the apply that took it out failed halfway.
     """
     return command.remote.Command(
         name,
@@ -82,5 +84,5 @@ def every_run_script(
         triggers=[uuid.uuid4().hex],
         add_previous_output_in_env=False,
         logging=command.remote.Logging.STDOUT_AND_STDERR,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

@@ -291,18 +291,17 @@ class Renderer:
     def nginx_page_delete_script(self) -> str:
         return self.script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
 
-    def _paired(
+    def _rolling(
         self, before: tuple[str, dict[str, str]], after: tuple[str, dict[str, str]], container_spec: str
     ) -> tuple[str, str]:
-        """Two rolling steps around a container replacement, each carrying one key made of the container's
-        spec and both scripts: whatever re-runs the step before (a new spec, an edited script) re-runs the
-        step after, so a server drained or a balancer that left is always brought back."""
+        """The step before a container replacement carries the container's spec, so it runs exactly when
+        the container changes; the step after runs on every up (it finds nothing to do when the host is
+        in service), so a host taken out is brought back even when the apply failed between the two."""
         libraries = ("lib.sh", "haproxy-runtime.sh")
-        drafts = [self.script(name, libraries=libraries, **variables) for name, variables in (before, after)]
-        key = sha256(container_spec, *drafts)[:16]
-        return tuple(  # type: ignore[return-value]
-            self.script(name, libraries=libraries, ROLL_KEY=key, CONTAINER_SPEC=container_spec, **variables)
-            for name, variables in (before, after)
+        (before_name, before_variables), (after_name, after_variables) = before, after
+        return (
+            self.script(before_name, libraries=libraries, CONTAINER_SPEC=container_spec, **before_variables),
+            self.script(after_name, libraries=libraries, **after_variables),
         )
 
     def server_roll_scripts(self, server: str, container_spec: str) -> tuple[str, str]:
@@ -313,7 +312,7 @@ class Renderer:
             "CONTAINER": HAPROXY_CONTAINER,
             "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
         }
-        return self._paired(
+        return self._rolling(
             ("server-drain.sh", common | {"DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}),
             ("server-ready.sh", common | {"READY_TIMEOUT_S": str(READY_TIMEOUT_S)}),
             container_spec,
@@ -321,7 +320,7 @@ class Renderer:
 
     def balancer_roll_scripts(self, cluster: Cluster, container_spec: str) -> tuple[str, str]:
         """The leave and rejoin scripts a balancer runs around its own HAProxy container's replacement."""
-        return self._paired(
+        return self._rolling(
             (
                 "balancer-leave.sh",
                 {

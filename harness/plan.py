@@ -69,6 +69,11 @@ class Plan:
         found.update({s.name: "delete" for s in self.deletes if s.name not in found})
         return found
 
+    def changes_besides_every_up(self) -> dict[str, str]:
+        """`kinds()` without the steps a fresh trigger replaces on every up (their only changed input)."""
+        every_up = {s.name for s in self.steps if s.op == "replace" and tuple(s.keys) == ("triggers",)}
+        return {name: op for name, op in self.kinds().items() if name not in every_up}
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for step in self.steps:

@@ -26,8 +26,8 @@ CONTAINER = "docker:index/container:Container"
 
 
 def _kinds(applied) -> dict[str, str]:
-    """The plan's changes besides the connectivity checks (replaced on every up) and image rebuilds."""
-    return {n: k for n, k in applied.plan.kinds().items() if not n.endswith(("-ping", "-image"))}
+    """The plan's changes besides the steps replaced on every up and image rebuilds."""
+    return {n: k for n, k in applied.plan.changes_besides_every_up().items() if not n.endswith("-image")}
 
 
 RATE = 50  # requests per second under load
@@ -114,9 +114,11 @@ def test_a_changed_template_is_what_the_lab_runs(deployed, lab, master, tmp_path
     wait_until("the original config back", lambda: "x-pihalb-canary" not in get_vip(lab).headers, 15)
 
 
-def test_a_second_apply_only_rechecks_connectivity(deployed, lab):
+def test_a_second_apply_only_runs_the_every_up_checks_and_changes_no_host(deployed, lab):
     applied = stack.apply(lab)
-    assert applied.plan.kinds() == {f"{h.name}-ping": "replace" for h in lab.hosts}
+    assert applied.plan.changes_besides_every_up() == {}
+    every_up = applied.plan.kinds()
+    assert {f"{h.name}-ping" for h in lab.hosts} <= set(every_up) and set(every_up.values()) == {"replace"}
     assert [s.name for s in applied.report.done if s.host_changed] == []
     assert get_vip(lab).status == 200
 
@@ -158,7 +160,7 @@ def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab, ma
 def tuned(deployed, lab):
     """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
     applied = stack.apply(lab, stack="dev-tuned")
-    kinds = {n: k for n, k in applied.plan.kinds().items() if not n.endswith("-ping")}  # replaced every up
+    kinds = applied.plan.changes_besides_every_up()
     assert set(kinds.values()) <= {"update", "create"}, kinds  # configs, scripts and the watcher: no replace
     assert not [n for n in kinds if n.endswith(("-container", "-image"))], kinds
     stack.wait_serving(lab)

@@ -26,6 +26,7 @@ from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
 from drills import stack
 from drills.load import Load, Recording
 from drills.observe import get_vip
+from harness.command_ops import StepError
 from harness.program import ROOT
 from lab.lab import Lab
 
@@ -76,8 +77,8 @@ def apply_values(config: dict, values: dict[str, object]) -> None:
 
 
 def changed(applied) -> dict[str, str]:
-    """The plan's changes, without the connectivity checks (replaced on every up, by design)."""
-    return {name: kind for name, kind in applied.plan.kinds().items() if not name.endswith("-ping")}
+    """The plan's changes, without the steps replaced on every up (by design)."""
+    return applied.plan.changes_besides_every_up()
 
 
 def assert_no_request_failed(recording: Recording) -> None:
@@ -113,9 +114,7 @@ def vrrp(lab: Lab, step: str) -> dict[str, str]:
 
 def rolled_servers(lab: Lab) -> dict[str, str]:
     balancers = [b.name for b in lab.balancers]
-    rolling = {
-        f"{s.name}-nginx-{step}-on-{b}": "update" for s in lab.servers for step in ("drain", "ready") for b in balancers
-    }
+    rolling = {f"{s.name}-nginx-drain-on-{b}": "update" for s in lab.servers for b in balancers}
     return rolling | servers(lab, "image", "image-prune") | servers(lab, "container", kind="replace")
 
 
@@ -193,7 +192,7 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     """Pinning the version Debian serves here: a new build argument, so new images and containers."""
     changes.values["haproxy.source.version"] = "2.6.12-1+deb12u3"
     applied, recording = changes.apply_under_load()
-    assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave", "rejoin") | on_balancers(
+    assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave") | on_balancers(
         lab, "container", kind="replace"
     )
     done = {d.name: d for d in applied.report.done}
@@ -271,6 +270,30 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
     assert_healthy(lab)
     again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
     assert changed(again) == {}
+
+
+def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up_recovers(changes, lab):
+    """`wait=True`: an nginx image that builds but cannot start fails its create; no other server is
+    touched, the load is still served, and the next good `up` brings the server back into service on
+    both balancers (the ready steps run on every up, though this one's apply failed before them)."""
+    dockerfile = changes.files / "nginx" / "Dockerfile"
+    good = dockerfile.read_text()
+    dockerfile.write_text(good + 'CMD ["nginx", "-g", "daemon off; no_such_directive on;"]\n')
+    first, *others = [s.name for s in lab.servers]
+    inspect = f"docker inspect -f '{{{{.Id}}}}' {render.NGINX_CONTAINER}"
+    before = {server: lab.sh(server, inspect, check=False)[1] for server in others}
+    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    try:
+        with pytest.raises(StepError, match="not healthy"):
+            stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    finally:
+        recording = load.finish(tail=3)
+    assert {server: lab.sh(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
+    assert_no_request_failed(recording)
+    dockerfile.write_text(good)
+    applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    assert changed(applied)[f"{first}-nginx-container"] == "create"  # the failed create left nothing in state
+    assert_healthy(lab)
 
 
 def test_destroy_leaves_nothing_of_pihalb_and_up_brings_it_back(changes, lab):

@@ -205,12 +205,12 @@ def test_balancers_wait_for_servers_and_keepalived_for_balancers(program):
             assert program.depends_on(keepalived, container)
 
 
-def test_remote_commands_rerun_as_updates_and_only_the_check_is_triggered(program):
-    """Triggers replace a Command, and a replacement runs the old delete: only the ping may have them."""
+def test_remote_commands_rerun_as_updates_and_only_every_up_steps_are_triggered(program):
+    """Triggers replace a Command, and a replacement runs the old delete: only steps without one may have them."""
     for command in program.of_type(COMMAND):
         assert command.inputs["addPreviousOutputInEnv"] is False
         assert command.inputs["connection"]["hostKey"].startswith("ssh-ed25519 ")
-        if command.name.endswith("-ping"):
+        if command.name in PINGS:
             assert len(command.inputs["triggers"]) == 1 and "delete" not in command.inputs
         else:
             assert "triggers" not in command.inputs, command.name
@@ -269,10 +269,16 @@ def _append_comment(files, relative: str) -> None:
         handle.write("# a change\n")
 
 
-PINGS = {f"{h}-ping": "replace" for h in ("server1", "server2", "server3", "lb1", "lb2")}
+# Replaced on every up by a fresh trigger: the connectivity checks, and the steps that put each server
+# back into service on each balancer and each balancer back into VRRP (idempotent, nothing to delete).
+PINGS = (
+    {f"{h}-ping": "replace" for h in ("server1", "server2", "server3", "lb1", "lb2")}
+    | {f"{s}-nginx-ready-on-{lb}": "replace" for s in ("server1", "server2", "server3") for lb in ("lb1", "lb2")}
+    | {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}
+)
 
 
-def test_nothing_changed_replaces_only_the_connectivity_checks(run_stack):
+def test_nothing_changed_replaces_only_the_every_up_steps(run_stack):
     assert planned(run_stack("dev"), run_stack("dev")) == PINGS
 
 
@@ -298,9 +304,7 @@ def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(
     _append_comment(files_copy, "nginx/Dockerfile")
     changes = planned(before, run_stack("dev"))
     servers = [h["name"] for h in hosts(before, "server")]
-    rolling = {
-        f"{s}-nginx-{step}-on-{lb}": "update" for s in servers for step in ("drain", "ready") for lb in ("lb1", "lb2")
-    }
+    rolling = {f"{s}-nginx-drain-on-{lb}": "update" for s in servers for lb in ("lb1", "lb2")}
     images = {f"{s}-nginx-{step}": "update" for s in servers for step in ("image", "image-prune")}
     assert changes == PINGS | rolling | images | {f"{s}-nginx-container": "replace" for s in servers}
 
@@ -364,7 +368,7 @@ def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(ru
     before = run_stack("dev")
     _append_comment(files_copy, "haproxy/Dockerfile")
     changes = planned(before, run_stack("dev"))
-    steps = ("image", "image-prune", "leave", "rejoin")
+    steps = ("image", "image-prune", "leave")
     rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in steps}
     assert changes == PINGS | rolled | {f"{lb}-haproxy-container": "replace" for lb in ("lb1", "lb2")} | {
         f"{lb}-haproxy-config": "update"

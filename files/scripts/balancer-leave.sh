@@ -4,7 +4,7 @@
 # this HAProxy stop. keepalived keeps running: a stopped keepalived drops the VIP at once and leaves
 # nobody holding it for the peer's skew time.
 set -eu
-echo "container spec $CONTAINER_SPEC, roll $ROLL_KEY"
+echo "container spec $CONTAINER_SPEC"
 vip_gone() { ! ip -4 -o addr show dev "$INTERFACE" | grep -q " $VIP/"; }
 running_spec=$(sudo -n docker inspect -f "{{ index .Config.Labels \"$SPEC_LABEL\" }}" "$CONTAINER" 2>/dev/null || true)
 if [ "$running_spec" = "$CONTAINER_SPEC" ]; then

@@ -1,6 +1,6 @@
 # HAProxy's runtime API on a balancer, for the rolling steps: one command per connection to the admin
 # socket HAProxy listens on inside its container (127.0.0.1 only, never published).
-# CONTAINER_SPEC and ROLL_KEY tie a step to the container it rolls: when either changes, the pair re-runs.
+# CONTAINER_SPEC ties the step before a replacement to the container it rolls: it runs when that changes.
 
 # runtime COMMAND: its answer on stdout; fails when HAProxy does not answer.
 runtime() {

@@ -1,7 +1,6 @@
 # After SERVER's new container answers: this balancer sends it requests again, once its health check
 # says UP (bounded), so the next server is only taken out when this one carries traffic.
 set -eu
-echo "container spec $CONTAINER_SPEC, roll $ROLL_KEY"
 if haproxy_running && [ -n "$(server_field status)" ]; then
     if [ "$(server_field status)" = MAINT ]; then
         runtime "set server $BACKEND/$SERVER state ready" >/dev/null
