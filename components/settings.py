@@ -99,6 +99,10 @@ class TrackScript(StrictModel):
     `script`: the paper's `chk_haproxy` (`killall -0 haproxy` every `interval` seconds).
     `events`: a watcher of Docker's container events writes a track file the moment the HAProxy
     container dies or starts; keepalived reads it through inotify, so no polling delay.
+    `weight`: a live HAProxy adds it to the priority (the paper's +2), so a dead one on the MASTER lets
+    the BACKUP outbid it; the BACKUP then waits out three missed adverts (RFC 5798 discards a lower
+    priority advert). `0` puts the balancer in FAULT instead: it releases the VIP at once with a
+    priority-0 advert, and the BACKUP takes over after its skew time, a fraction of one advert.
     """
 
     kind: Literal["script", "events"] = "script"
@@ -110,11 +114,11 @@ class TrackScript(StrictModel):
 
     @model_validator(mode="after")
     def _weight_direction(self) -> TrackScript:
-        if self.kind == "events" and self.weight <= 0:
+        if self.kind == "events" and self.weight < 0:
             raise Problem(
                 f"weight {self.weight} with kind events: the track file holds 1 while HAProxy runs, so only a "
                 "positive weight lowers the priority of a dead HAProxy",
-                "use a positive weight, e.g. 2",
+                "use a positive weight (e.g. 2), or 0 for FAULT when HAProxy dies",
                 "weight",
             )
         return self
@@ -287,6 +291,8 @@ def _check_priorities(c: Cluster) -> None:
             f"hosts[{low_i}].priority",
         )
     weight = c.vrrp.track.weight
+    if weight == 0:  # FAULT when HAProxy dies: the priorities only pick the MASTER
+        return
     if abs(weight) <= high - low:
         raise Problem(
             f"priority gap {high - low} is not smaller than |weight| {abs(weight)}, so a dead HAProxy "

@@ -19,6 +19,7 @@ class Sample:
     ok: bool
     server: int | None
     detail: str
+    latency: float = 0.0  # seconds from connect to the whole reply read
 
 
 @dataclass
@@ -93,8 +94,10 @@ class Load:
     def _one(self) -> None:
         sent = self.elapsed()  # when it really went out, not when it was due: a late request is no alibi
         reply = get(self.host, self.port, timeout=self.timeout)
+        latency = self.elapsed() - sent
         ok = reply.status == 200 and reply.server is not None
-        self.recording.samples.append(Sample(round(sent, 3), ok, reply.server, reply.error or str(reply.status)))
+        detail = reply.error or str(reply.status)
+        self.recording.samples.append(Sample(round(sent, 3), ok, reply.server, detail, round(latency, 6)))
 
     def _drive(self) -> None:
         # Enough workers that requests hanging for the whole timeout never delay the ones due after them.

@@ -30,6 +30,7 @@ VARIANTS = {
     ),
     "nopreempt": lambda config: config["pihalb:cluster"]["vrrp"].update(preempt=False),
     "events-tracking": lambda config: config["pihalb:cluster"]["vrrp"]["track"].update(kind="events"),
+    "events-fault": lambda config: config["pihalb:cluster"]["vrrp"]["track"].update(kind="events", weight=0),
     "tuned-haproxy": lambda config: config["pihalb:cluster"]["haproxy"].update(
         retries=3, redispatch=True, retryOn="conn-failure empty-response response-timeout", balance="leastconn"
     ),

@@ -145,11 +145,11 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     since = int(time.time()) - 1
     applied, recording = changes.apply_under_load()
     assert changed(applied) == rolled_servers(lab)
-    done = {d.name: d for d in applied.report.done}
+    done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
     names = [s.name for s in lab.servers]
     for previous, following in zip(names, names[1:], strict=False):  # one server out at a time
-        back = max(ended(done[f"{previous}-nginx-ready-on-{b.name}"]) for b in lab.balancers)
-        assert done[f"{following}-nginx-container"].started >= back
+        back = max(ended(done(f"{previous}-nginx-ready-on-{b.name}")) for b in lab.balancers)
+        assert done(f"{following}-nginx-container").started >= back
     # Each old nginx got its stop signal (SIGQUIT: finish what is in flight) and no SIGKILL after it.
     for server in names:
         events = f"docker events --since {since} --until $(date +%s) --filter container={render.NGINX_CONTAINER}"
@@ -182,8 +182,8 @@ def test_edited_host_scripts_rerun_in_place_backup_first(changes, lab):
     changes.append("scripts/haproxy-watch.sh", "# watcher script v2")
     applied, recording = changes.apply_under_load()
     assert changed(applied) == vrrp(lab, "vrrp-host") | vrrp(lab, "haproxy-watch")
-    done = {d.name: d for d in applied.report.done}
-    assert done[f"vrrp-{lab.master.name}-vrrp-host"].started >= done[f"vrrp-{lab.backup.name}-vrrp-host"].started
+    done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
+    assert done(f"vrrp-{lab.master.name}-vrrp-host").started >= done(f"vrrp-{lab.backup.name}-vrrp-host").started
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
@@ -195,9 +195,9 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave") | on_balancers(
         lab, "container", kind="replace"
     )
-    done = {d.name: d for d in applied.report.done}
-    backup_back = done[f"{lab.backup.name}-haproxy-rejoin"]
-    assert done[f"{lab.master.name}-haproxy-leave"].started >= ended(backup_back)
+    done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
+    backup_back = done(f"{lab.backup.name}-haproxy-rejoin")
+    assert done(f"{lab.master.name}-haproxy-leave").started >= ended(backup_back)
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
@@ -212,9 +212,9 @@ def test_a_removed_server_leaves_the_balancers_before_it_goes(changes, lab):
     deleted = sorted(n for n, k in kinds.items() if k == "delete")
     assert deleted and all(n.startswith(leaving) for n in deleted), deleted
     assert f"{leaving}-nginx-container" in deleted and f"{leaving}-nginx-image" in deleted
-    done = {d.name: d for d in applied.report.done}
+    done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
     configs_done = max(
-        done[f"{b.name}-haproxy-config"].started + done[f"{b.name}-haproxy-config"].seconds for b in lab.balancers
+        done(f"{b.name}-haproxy-config").started + done(f"{b.name}-haproxy-config").seconds for b in lab.balancers
     )
     assert next(d for d in applied.report.done if d.name == f"{leaving}-nginx-container").started >= configs_done
     assert lab.sh(leaving, "sudo docker ps -aq --filter name=pihalb", check=False)[1].strip() == ""

@@ -332,6 +332,8 @@ ACCEPTED = {
     "RSA private key": _secret("sshPrivateKey", KEYS["rsa-private"]),
     "priorities 252/251 with weight 2": _priorities(252, 251),
     "negative weight": _priorities(101, 100, -2),
+    "weight 0 (FAULT) with the paper's script": _priorities(101, 100, 0),
+    "weight 0 (FAULT) with events, any priority gap": _set("vrrp.track", {"kind": "events", "weight": 0}),
     "largest timer": _set("haproxy.timeouts.serverMs", 2_147_483_647),
     "advert 0.01 s with v3": _vrrp(version=3, advertInterval=0.01),
     "advert 40.95 s with v3": _vrrp(version=3, advertInterval=40.95),

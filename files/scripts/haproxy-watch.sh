@@ -8,17 +8,18 @@ watcher="#!/bin/sh
 # Installed by pi-ha-lb: keep $TRACK_FILE at 1 while container $CONTAINER runs, 0 otherwise.
 set -u
 mkdir -p \"\$(dirname $TRACK_FILE)\"
-report() { echo \"\$1\" > $TRACK_FILE; }
+# The journal line after the write: when the track file changed, for status and the takeover bench.
+report() { echo \"\$1\" > $TRACK_FILE && echo \"track file \$1 (\$2)\"; }
 current() { [ \"\$(docker inspect -f '{{.State.Running}}' $CONTAINER 2>/dev/null)\" = true ] && echo 1 || echo 0; }
 while true; do
-    report \"\$(current)\"
+    report \"\$(current)\" inspect
     docker events --filter type=container --filter container=$CONTAINER --filter event=start \\
         --filter event=kill --filter event=die --format '{{.Action}} {{index .Actor.Attributes \"signal\"}}' |
         while read -r action signal; do
             case \$action:\$signal in
-                start:*) report 1 ;;
+                start:*) report 1 start ;;
                 kill:1 | kill:12) ;;
-                kill:* | die:*) report 0 ;;
+                kill:* | die:*) report 0 \"\$action \$signal\" ;;
             esac
         done
     sleep 1

@@ -1,0 +1,86 @@
+"""What the VIP costs a request, measured at a fixed rate rather than at saturation.
+
+`bench/latency [--stack dev-tuned] [--rate 100] [--seconds 30]`: the same client sends RATE requests/s
+(each on a new connection) for SECONDS, first straight to server1, then through the VIP; it reports the
+latency percentiles of each and the difference (what HAProxy and the extra hop add). Meanwhile it reads
+the CPU time of the MASTER's HAProxy processes (utime + stime from /proc, 10 ms ticks) and reports it
+per 10,000 requests, beside the same reading over an idle window of the same length (health checks
+alone). On two shared cores a saturation ratio (`wrk`, in bench/failover) measures the lab more than the
+design; a fixed rate does not saturate anything. Writes docs/bench/latency-<stack>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.runs import OUT, quiet  # noqa: E402
+from drills import stack  # noqa: E402
+from drills.load import Load  # noqa: E402
+from lab.lab import Lab  # noqa: E402
+
+CPU_TICKS = "for p in $(pgrep -x haproxy); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
+
+
+def haproxy_cpu_seconds(lab: Lab, host: str) -> float:
+    """User plus system CPU seconds of every haproxy process on `host` so far."""
+    *rows, hertz = lab.sh(host, CPU_TICKS)[1].strip().splitlines()
+    return sum(int(user) + int(system) for user, system in (row.split() for row in rows)) / int(hertz)
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": round(cuts[49] * 1000, 3), "p99_ms": round(cuts[98] * 1000, 3)}
+
+
+def measure(host: str, port: int, rate: int, seconds: float) -> dict:
+    recording = Load(host, rate, seconds, timeout=1.0, port=port).start().join()
+    ok = [s.latency for s in recording.samples if s.ok]
+    return {"requests": len(recording.samples), "failed": len(recording.samples) - len(ok), **percentiles(ok)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/latency", description=__doc__)
+    parser.add_argument("--stack", default="dev-tuned")
+    parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    lab = Lab.from_stack()
+    lab.up()
+    stack.apply(lab, log=quiet, stack=args.stack)
+    stack.wait_serving(lab)
+    master = lab.master.name
+    direct = measure(str(lab.servers[0].address), lab.server_port, args.rate, args.seconds)
+    idle_before = haproxy_cpu_seconds(lab, master)
+    time.sleep(args.seconds)
+    idle = haproxy_cpu_seconds(lab, master) - idle_before
+    busy_before = haproxy_cpu_seconds(lab, master)
+    via_vip = measure(str(lab.vip.ip), lab.frontend_port, args.rate, args.seconds)
+    busy = haproxy_cpu_seconds(lab, master) - busy_before
+    per_10k = 10_000 / via_vip["requests"]
+    result = {
+        "stack": args.stack,
+        "rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "direct": direct,
+        "via_vip": via_vip,
+        "added_by_vip_ms": {k: round(via_vip[k] - direct[k], 3) for k in ("p50_ms", "p99_ms")},
+        "haproxy_cpu_s_per_10k_requests": round(busy * per_10k, 3),
+        "haproxy_cpu_s_idle_same_window_per_10k": round(idle * per_10k, 3),
+        "command": f"bench/latency --stack {args.stack} --rate {args.rate} --seconds {args.seconds:g}",
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"latency-{args.stack}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
