@@ -4,7 +4,7 @@ A config change is checked, swapped in and reloaded in place (no new container).
 container (a new image) is delete-before-replace, so the program rolls it: the BACKUP goes first, then
 the MASTER, and before a balancer's HAProxy stops its VRRP priority drops to the floor until the peer
 holds the VIP (leave); once the new container answers, the priority comes back (rejoin). The leave step
-carries the container's spec, so it runs exactly when the container changes; the rejoin runs on every up,
+carries the container's spec and image ID, so it runs exactly when the container changes; the rejoin runs on every up,
 so a balancer that left is brought back even after an apply that failed in between.
 """
 
@@ -96,12 +96,14 @@ class HaproxyBalancer(pulumi.ComponentResource):
             destroy_grace_seconds=10,
             **container_logging(),
         )
-        digest = render.spec_digest(spec)
-        leave_script, rejoin_script = args.rendering.balancer_roll_scripts(cluster, digest)
+        # The container runs the image by its ID (see NginxBackend); the leave step carries the same key.
+        rolling_key = self.image.repo_digest.apply(
+            lambda image_id: args.rendering.rolling_key(render.spec_digest(spec), image_id)
+        )
         leave = remote_script(
             f"{name}-leave",
             prepared.connection,
-            leave_script,
+            rolling_key.apply(lambda key: args.rendering.balancer_leave_script(cluster, key)),
             parent=self,
             # Out of service only once its new image is built and its config checked: never during a build
             # (compiling HAProxy starves a small host; a balancer taken out meanwhile would stay out for it).
@@ -109,14 +111,14 @@ class HaproxyBalancer(pulumi.ComponentResource):
         )
         self.container = docker.Container(
             f"{name}-container",
-            **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
-            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],  # read by the leave step
+            **(spec | {"image": self.image.repo_digest}),  # an output: the container waits for its build
+            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=rolling_key)],  # read by the leave step
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, prune, leave])),
         )
         self.rejoined = every_run_script(
             f"{name}-rejoin",
             prepared.connection,
-            rejoin_script,
+            args.rendering.balancer_rejoin_script(),
             parent=self,
             depends_on=[self.container],
         )

@@ -6,7 +6,7 @@ every Container), so the server is gone for a few seconds. The program makes tha
 - the new container must answer its health check before the create counts as done (`wait`);
 - each balancer then sends it requests again once its own check says UP (ready);
 - the next server's drain waits for this server's ready steps, so one server at a time is out.
-The drain step carries the container's spec, so it runs exactly when the container changes; the ready
+The drain step carries the container's spec and image ID, so it runs exactly when the container changes; the ready
 step runs on every up, so a server drained is brought back even after an apply that failed in between.
 The page is a file on the host that the container serves read-only: a new page is no new container.
 """
@@ -87,8 +87,12 @@ class NginxBackend(pulumi.ComponentResource):
             destroy_grace_seconds=10,
             **container_logging(),
         )
-        digest = render.spec_digest(spec)
-        drain_script, ready_script = args.rendering.server_roll_scripts(server, digest)
+        # The container runs the image by its ID (repo_digest, with skip_push the local image ID): a
+        # rebuild under the same tag still replaces it, and the rolling key changes with it.
+        rolling_key = self.image.repo_digest.apply(
+            lambda image_id: args.rendering.rolling_key(render.spec_digest(spec), image_id)
+        )
+        drain_script = rolling_key.apply(lambda key: args.rendering.server_drain_script(server, key))
         drains = [
             remote_script(
                 f"{name}-drain-on-{balancer.host.name}",
@@ -102,15 +106,15 @@ class NginxBackend(pulumi.ComponentResource):
         ]
         self.container = docker.Container(
             f"{name}-container",
-            **(spec | {"image": self.image.image_name}),  # the output: the container waits for its build
-            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=digest)],
+            **(spec | {"image": self.image.repo_digest}),  # an output: the container waits for its build
+            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=rolling_key)],
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, prune, *drains])),
         )
         self.ready = tuple(
             every_run_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
-                ready_script,
+                args.rendering.server_ready_script(server),
                 parent=self,
                 depends_on=[self.container],
             )

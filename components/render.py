@@ -143,6 +143,16 @@ def handover_timeout_s(cluster: Cluster) -> int:
     return int(4 * cluster.vrrp.advert_interval) + 10
 
 
+def _server(server: str) -> dict[str, str]:
+    """What the drain and ready steps need to reach `server` in a balancer's HAProxy."""
+    return {
+        "SERVER": server,
+        "BACKEND": HAPROXY_BACKEND,
+        "CONTAINER": HAPROXY_CONTAINER,
+        "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
+    }
+
+
 @dataclass(frozen=True)
 class Renderer:
     """Renders from one files root (templates, scripts, Dockerfiles): the project's `files/`, or a copy a
@@ -291,48 +301,40 @@ class Renderer:
     def nginx_page_delete_script(self) -> str:
         return self.script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
 
-    def _rolling(
-        self, before: tuple[str, dict[str, str]], after: tuple[str, dict[str, str]], container_spec: str
-    ) -> tuple[str, str]:
-        """The step before a container replacement carries the container's spec, so it runs exactly when
-        the container changes; the step after runs on every up (it finds nothing to do when the host is
-        in service), so a host taken out is brought back even when the apply failed between the two."""
-        libraries = ("lib.sh", "haproxy-runtime.sh")
-        (before_name, before_variables), (after_name, after_variables) = before, after
-        return (
-            self.script(before_name, libraries=libraries, CONTAINER_SPEC=container_spec, **before_variables),
-            self.script(after_name, libraries=libraries, **after_variables),
+    def _rolling(self, name: str, **variables: str) -> str:
+        return self.script(name, libraries=("lib.sh", "haproxy-runtime.sh"), **variables)
+
+    @staticmethod
+    def rolling_key(container_spec: str, image_id: str) -> str:
+        """What a container runs: its declared spec and its image's ID (a rebuild under the same tag gives
+        a new ID). The step before a replacement carries it, so it runs exactly when the container changes;
+        the container carries it as a label, for the leave step to see whether it really changes."""
+        return f"{container_spec}@{image_id}"
+
+    def server_drain_script(self, server: str, rolling_key: str) -> str:
+        """Before `server`'s container is replaced: out of service on one balancer, requests finished."""
+        return self._rolling(
+            "server-drain.sh", CONTAINER_SPEC=rolling_key, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), **_server(server)
         )
 
-    def server_roll_scripts(self, server: str, container_spec: str) -> tuple[str, str]:
-        """The drain and ready scripts a balancer runs around `server`'s container replacement."""
-        common = {
-            "SERVER": server,
-            "BACKEND": HAPROXY_BACKEND,
-            "CONTAINER": HAPROXY_CONTAINER,
-            "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
-        }
+    def server_ready_script(self, server: str) -> str:
+        """After it, on every up: back in service once UP (a no-op for a server in service)."""
+        return self._rolling("server-ready.sh", READY_TIMEOUT_S=str(READY_TIMEOUT_S), **_server(server))
+
+    def balancer_leave_script(self, cluster: Cluster, rolling_key: str) -> str:
+        """Before this balancer's HAProxy container is replaced: the VIP handed over to the peer."""
         return self._rolling(
-            ("server-drain.sh", common | {"DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}),
-            ("server-ready.sh", common | {"READY_TIMEOUT_S": str(READY_TIMEOUT_S)}),
-            container_spec,
+            "balancer-leave.sh",
+            CONTAINER_SPEC=rolling_key,
+            CONTAINER=HAPROXY_CONTAINER,
+            SPEC_LABEL=SPEC_LABEL,
+            INTERFACE=cluster.vrrp.interface,
+            VIP=str(cluster.vrrp.vip.ip),
+            HANDOVER_FILE=VRRP_HANDOVER_FILE,
+            HANDOVER_TIMEOUT_S=str(handover_timeout_s(cluster)),
+            PREEMPT="yes" if cluster.vrrp.preempt else "no",
         )
 
-    def balancer_roll_scripts(self, cluster: Cluster, container_spec: str) -> tuple[str, str]:
-        """The leave and rejoin scripts a balancer runs around its own HAProxy container's replacement."""
-        return self._rolling(
-            (
-                "balancer-leave.sh",
-                {
-                    "CONTAINER": HAPROXY_CONTAINER,
-                    "SPEC_LABEL": SPEC_LABEL,
-                    "INTERFACE": cluster.vrrp.interface,
-                    "VIP": str(cluster.vrrp.vip.ip),
-                    "HANDOVER_FILE": VRRP_HANDOVER_FILE,
-                    "HANDOVER_TIMEOUT_S": str(handover_timeout_s(cluster)),
-                    "PREEMPT": "yes" if cluster.vrrp.preempt else "no",
-                },
-            ),
-            ("balancer-rejoin.sh", {"HANDOVER_FILE": VRRP_HANDOVER_FILE}),
-            container_spec,
-        )
+    def balancer_rejoin_script(self) -> str:
+        """After it, on every up: the VRRP priority back and keepalived running (a no-op when they are)."""
+        return self._rolling("balancer-rejoin.sh", HANDOVER_FILE=VRRP_HANDOVER_FILE)

@@ -31,10 +31,11 @@ def unicast(config: dict) -> None:
 
 
 def apply(
-    lab: Lab, alter: Alter | None = None, log=print, stack: str = "dev", files: Path | None = None
+    lab: Lab, alter: Alter | None = None, log=print, stack: str = "dev", files: Path | None = None, replace=()
 ) -> lab_stack.Applied:
-    """Plan and apply the `stack` profile (altered) on the lab; `files`: a files root to render from instead."""
-    return lab_stack.up(lab, stack, alter, files, log)
+    """Plan and apply the `stack` profile (altered) on the lab; `files`: a files root to render from instead;
+    `replace`: resource names to replace whatever their diff says (`pulumi up --replace`)."""
+    return lab_stack.up(lab, stack, alter, files, log, replace)
 
 
 def span(step: Done, t0: float) -> tuple[float, float]:

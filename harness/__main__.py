@@ -1,4 +1,4 @@
-"""`python -m harness preview|up|destroy STACK`: the lab engine, for a stack's program and checkpoint.
+"""`python -m harness preview|up|destroy STACK [--replace NAME]`: the lab engine, for a stack's program and checkpoint.
 
 preview prints the plan and touches nothing; up applies it and prints the stack outputs; destroy
 deletes everything the checkpoint holds, running the delete scripts. The host keys and secrets come
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     parser.add_argument("verb", choices=["preview", "up", "destroy"])
     parser.add_argument("stack")
+    parser.add_argument(
+        "--replace", action="append", default=[], metavar="NAME|URN", help="replace it whatever its diff (up, preview)"
+    )
     args = parser.parse_args(argv)
     backend = Backend()
     engine = Engine(backend.checkpoint(args.stack), ROOT)
@@ -35,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         declared = program.run(args.stack, backend.config(args.stack), program.SECRET_CONFIG_KEYS)
         if args.verb == "preview":
-            print(render(engine.preview(declared), args.stack))
+            print(render(engine.preview(declared, args.replace), args.stack))
             return 0
-        plan, _ = engine.up(declared)
+        plan, _ = engine.up(declared, args.replace)
         print(render(plan, args.stack, verb="Updated"))
         print("Outputs:")
         print(json.dumps(declared.outputs, indent=2))

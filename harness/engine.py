@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Protocol
 from harness import rules
 from harness.command_ops import CommandOps, StepError, host_changed
 from harness.docker_ops import ContainerOps, ImageOps, ProviderOps, Providers
-from harness.plan import Plan, Step, delete_order, make_plan, needs
+from harness.plan import Plan, Step, delete_order, diff, has_computed, make_plan, needs, resolve_computed
 from harness.program import PROJECT, Program
 from harness.state import STACK_TYPE, Checkpoint, Resource, now
 
@@ -89,6 +89,8 @@ class Engine:
         } | (ops or {})
         self._failed = threading.Event()
         self._declared: dict[str, Resource] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._kept: set[str] = set()
         self.report = Report()
 
     def _lookup(self, urn: str) -> Resource | None:
@@ -99,19 +101,21 @@ class Engine:
         )
 
     # -- entry points --------------------------------------------------------------------------------------
-    def preview(self, program: Program) -> Plan:
-        return make_plan(program, self.checkpoint)
+    def preview(self, program: Program, replace: Collection[str] = ()) -> Plan:
+        return make_plan(program, self.checkpoint, replace)
 
-    def up(self, program: Program) -> tuple[Plan, Report]:
+    def up(self, program: Program, replace: Collection[str] = ()) -> tuple[Plan, Report]:
         interrupted = self.checkpoint.interrupted()
         if interrupted:
             ops = ", ".join(f"{p['type']} {p['resource']['urn'].rsplit('::', 1)[-1]}" for p in interrupted)
             self.log(f"warning: the last update was interrupted during: {ops}; continuing from the state it left")
             self.checkpoint.clear_pending()
-        plan = make_plan(program, self.checkpoint)
+        plan = make_plan(program, self.checkpoint, replace)
         self._declared = {s.urn: s.new for s in plan.steps if s.new is not None}
+        self._names = {(s.new.type, s.name): s.urn for s in plan.steps if s.new is not None}
         self._run_declared(plan)
-        self._run_deletes([s.old for s in plan.deletes if s.old is not None])
+        # old copies of replacements that the second diff found unneeded stay
+        self._run_deletes([s.old for s in plan.deletes if s.old is not None and s.old.urn not in self._kept])
         self._put_stack(program)
         return plan, self.report
 
@@ -153,6 +157,8 @@ class Engine:
             self.checkpoint.put(new)
             return
         ops = self._ops(new)
+        if has_computed(new.inputs):
+            self._diff_again(step)
         if step.op == "same":
             assert old is not None
             new.id, new.outputs, new.created, new.modified = old.id, old.outputs, old.created, old.modified
@@ -189,6 +195,26 @@ class Engine:
         if new.type == rules.COMMAND:
             changed = host_changed(new.outputs)
         self._record(step.name, new.type, step.op, started, changed)
+
+    def _diff_again(self, step: Step) -> None:
+        """Pulumi's update diffs a resource again once the outputs its inputs come from are known: an image
+        rebuilt to the same digest leaves its container alone, a new digest replaces it."""
+        new, old = step.new, step.old
+        assert new is not None
+
+        def outputs_of(type_: str, name: str) -> dict | None:
+            source = self._declared.get(self._names.get((type_, name), ""))
+            return source.outputs if source is not None else None
+
+        new.inputs = resolve_computed(new.inputs, outputs_of)
+        if has_computed(new.inputs):
+            raise StepError(f"{step.name}: inputs still unknown after the steps they come from: {new.inputs}")
+        if old is None or "--replace" in step.reasons:
+            return
+        again = diff(old, new, {new.provider_urn} if "provider" in step.reasons and new.provider_urn else set())
+        if step.op == "replace" and again.op != "replace" and not step.delete_first:
+            self._kept.add(old.urn)
+        step.op, step.keys, step.reasons, step.delete_first = again.op, again.keys, again.reasons, again.delete_first
 
     # -- deletes -------------------------------------------------------------------------------------------
     def _run_deletes(self, doomed: list[Resource]) -> None:

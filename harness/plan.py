@@ -10,16 +10,21 @@ step_generator.go; citations in docs/pulumi-rules.md):
 - with `deleteBeforeReplace` the old one is deleted first, and before it every dependent whose inputs
   come from it and whose own provider would replace it for that (calculateDependentReplacements);
 - URNs in the state that the program no longer declares are deleted, dependents before what they
-  depend on; old copies pending deletion (an interrupted replace) are deleted too.
+  depend on; old copies pending deletion (an interrupted replace) are deleted too;
+- an input derived from an output that a changing resource computes (an image's digest) is unknown:
+  it counts as changed in the plan, and the resource is diffed again once it is known.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness import rules
-from harness.program import Declared, Program
+from harness.program import COMPUTED, Declared, Program
 from harness.state import STACK_TYPE, Checkpoint, Resource
 
 
@@ -137,16 +142,48 @@ def diff(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
     return Step("update" if provider.changed else "same", new, old, provider.changed)
 
 
-def make_plan(program: Program, checkpoint: Checkpoint) -> Plan:
+def resolve_computed(value: Any, outputs_of: Callable[[str, str], dict | None]) -> Any:
+    """`value` with each computed-output placeholder replaced by the real output, where it is known
+    (`outputs_of(type, name)` returns the outputs of a resource whose step is done or unchanged)."""
+    if isinstance(value, str):
+
+        def real(match: re.Match) -> str:
+            outputs = outputs_of(match[1], match[2])
+            return str(outputs[match[3]]) if outputs and match[3] in outputs else match[0]
+
+        return COMPUTED.sub(real, value)
+    if isinstance(value, dict):
+        return {k: resolve_computed(v, outputs_of) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_computed(v, outputs_of) for v in value]
+    return value
+
+
+def has_computed(value: Any) -> bool:
+    return bool(COMPUTED.search(_canonical(value)))
+
+
+def make_plan(program: Program, checkpoint: Checkpoint, replace: Collection[str] = ()) -> Plan:
+    """The steps of an update. An input derived from an output a changing resource computes is unknown
+    until that resource's step is done: it counts as changed here, and the apply diffs again once it
+    is known (as Pulumi's preview and update do). `replace`: names or URNs to replace whatever their
+    diff says (`pulumi up --replace`)."""
     steps: list[Step] = []
     replaced_providers: set[str] = set()
+    known: dict[tuple[str, str], dict] = {}  # outputs of the resources left unchanged
     for declared in program.resources:
         new = resource_of(declared)
+        new.inputs = resolve_computed(new.inputs, lambda type_, name: known.get((type_, name)))
         old = checkpoint.get(declared.urn)
         if old is None:
             steps.append(Step("create", new, None))
             continue
         step = diff(old, new, replaced_providers)
+        if declared.urn in replace or declared.name in replace:
+            delete_first = new.delete_before_replace or new.type in rules.ALWAYS_DELETE_BEFORE_REPLACE
+            step = Step("replace", new, old, step.keys, (*step.reasons, "--replace"), delete_first=delete_first)
+        if step.op == "same":
+            known[(declared.type, declared.name)] = old.outputs
         if step.op == "replace" and new.type.startswith("pulumi:providers:"):
             replaced_providers.add(new.urn)
         steps.append(step)

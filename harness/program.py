@@ -8,6 +8,7 @@ every resource it depends on has been.
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,12 +122,26 @@ def _unwrap_secrets(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
+# Outputs a provider computes on create or update (not copies of inputs), by resource type. The mocks give
+# each a placeholder naming the resource and the output; whatever the program derives from it carries the
+# placeholder, and the engine puts the real value in once that resource's step is done.
+COMPUTED_OUTPUTS = {"docker:index/image:Image": ("repoDigest",)}
+COMPUTED = re.compile(r"<computed ([^<>\s]+)::([^<>\s]+)\.(\w+)>")
+
+
+def computed(type_: str, name: str, output: str) -> str:
+    return f"<computed {type_}::{name}.{output}>"
+
+
 class _Recorder(pulumi.runtime.Mocks):
     def __init__(self, resources: list[Declared]) -> None:
         self.resources = resources
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", dict(args.inputs)
+        outputs = dict(args.inputs)
+        for output in COMPUTED_OUTPUTS.get(args.typ, ()):
+            outputs[output] = computed(args.typ, args.name, output)
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         raise RuntimeError(f"the program made an unexpected call to {args.token}")

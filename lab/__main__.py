@@ -1,4 +1,4 @@
-"""`python -m lab up | down [--all] | status | seed | preview | deploy | destroy [--profile P]`.
+"""`python -m lab up | down [--all] | status | seed | preview | deploy | destroy [--profile P] [--replace NAME]`.
 
 Manage the five simulated Pis from the repository root, and plan/apply/destroy the program on them with
 the lab engine (Pulumi's rules; `preview` touches nothing).
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         engine_verb = commands.add_parser(verb, help=text)
         engine_verb.add_argument("--profile", default="dev", help="stack file to take the config from (dev-tuned)")
+        if verb != "destroy":
+            engine_verb.add_argument(
+                "--replace", action="append", default=[], metavar="NAME", help="replace it whatever its diff"
+            )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "config-set":
             stack.pulumi_config_set(lab)
         elif args.command in ("preview", "deploy", "destroy"):
-            return run_engine(lab, args.command, args.profile)
+            return run_engine(lab, args.command, args.profile, getattr(args, "replace", []))
         elif args.command == "seed":
             for row in lab.status():
                 if row.docker == "active":
@@ -77,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_engine(lab: Lab, verb: str, profile: str) -> int:
+def run_engine(lab: Lab, verb: str, profile: str, replace: list[str]) -> int:
     try:
         if verb == "preview":
-            print(render(stack.preview(lab, profile), STACK))
+            print(render(stack.preview(lab, profile, replace=replace), STACK))
         elif verb == "destroy":
             stack.destroy(lab)
             print(f"destroyed: the lab's stack {STACK} holds no resources")
         else:
-            applied = stack.up(lab, profile)
+            applied = stack.up(lab, profile, replace=replace)
             print(render(applied.plan, STACK, verb="Updated"))
             print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
     except (StepError, ConfigError) as error:

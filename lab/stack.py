@@ -12,7 +12,7 @@ import contextlib
 import copy
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +102,10 @@ def engine(lab: Lab, log: Callable[[str], None] = print) -> Engine:
     )
 
 
-def preview(lab: Lab, profile: str = STACK, alter: Alter | None = None, files: Path | None = None) -> Plan:
-    return engine(lab, log=lambda line: None).preview(declare(lab, profile, alter, files))
+def preview(
+    lab: Lab, profile: str = STACK, alter: Alter | None = None, files: Path | None = None, replace: Sequence[str] = ()
+) -> Plan:
+    return engine(lab, log=lambda line: None).preview(declare(lab, profile, alter, files), replace)
 
 
 def up(
@@ -112,9 +114,11 @@ def up(
     alter: Alter | None = None,
     files: Path | None = None,
     log: Callable[[str], None] = print,
+    replace: Sequence[str] = (),
 ) -> Applied:
+    """`pulumi up` on the lab; `replace`: resource names to replace whatever their diff (`--replace`)."""
     declared = declare(lab, profile, alter, files)
-    plan, report = engine(lab, log).up(declared)
+    plan, report = engine(lab, log).up(declared, replace)
     return Applied(declared, plan, report)
 
 

@@ -320,3 +320,55 @@ def test_an_image_must_pin_the_classic_builder_the_lab_drives(tmp_path):
     ops = ImageOps(providers=None, lookup=lambda urn: None, root=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(StepError, match="builderVersion=BuilderV1"):
         ops.create(resource_of(declared))
+
+
+class Builder(Recorder):
+    """A recorder whose images come out with the given digests, one per build, as a daemon computes them."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__()
+        self.digests = digests
+
+    def create(self, new):
+        if new.type != rules.IMAGE:
+            return super().create(new)
+        self._note("build", new)
+        return new.inputs["imageName"], {**new.inputs, "repoDigest": self.digests.pop(0)}
+
+    def update(self, old, new):
+        return self.create(new)[1] if new.type == rules.IMAGE else super().update(old, new)
+
+
+def by_digest(digests: list[str], tmp_path, replace=()):
+    """One up of an image, a container running it by digest and a step whose script names the digest."""
+    from harness.program import computed
+
+    digest = computed(rules.IMAGE, "image", "repoDigest")
+    img = image()
+    web = container("web", digest, deps=[img.urn])
+    drain = command("drain", f"drain for {digest}", deps=[img.urn])
+    recorder = Builder(digests)
+    ops = dict.fromkeys((rules.COMMAND, rules.DOCKER_PROVIDER, rules.IMAGE, rules.CONTAINER), recorder)
+    eng = Engine(Checkpoint.load(tmp_path / "state.json"), tmp_path, log=lambda line: None, parallel=4, ops=ops)
+    eng.provider_ops = recorder
+    program = Program("t", [provider(), img, drain, web], {})
+    preview = {s.name: s.op for s in eng.preview(program, replace).steps if s.op != "same"}
+    plan, _ = eng.up(program, replace)
+    return preview, plan.kinds(), recorder.calls, eng.checkpoint
+
+
+def test_an_input_from_a_computed_output_is_unknown_in_the_plan_and_diffed_again_once_known(tmp_path):
+    """As Pulumi does with an image's repoDigest: a rebuild that yields the same digest leaves the
+    container alone; a new digest replaces it and re-runs the step that names it."""
+    _, _, calls, checkpoint = by_digest(["sha256:1"], tmp_path)
+    assert ("create", "web", "sha256:1") in calls and ("create", "drain", "drain for sha256:1") in calls
+    assert "<computed" not in json.dumps([r.inputs for r in checkpoint.resources])  # never stored
+    preview, kinds, calls, _ = by_digest(["sha256:1"], tmp_path, replace=["image"])  # rebuilt, same digest
+    assert preview == {"image": "replace", "drain": "update", "web": "replace"}  # unknown until built
+    assert kinds == {"image": "replace"} and [c[:2] for c in calls if c[1] != "image"] == []
+    preview, kinds, calls, _ = by_digest(["sha256:2"], tmp_path, replace=["image"])  # rebuilt, new digest
+    assert kinds == {"image": "replace", "drain": "update", "web": "replace"}
+    assert ("update", "drain", "drain for sha256:2") in calls
+    assert [c[:2] for c in calls if c[1] == "web"] == [("delete", "web"), ("create", "web")]
+    _, kinds, calls, _ = by_digest([], tmp_path)  # nothing rebuilt: the digest in state is known
+    assert kinds == {} and calls == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from drills.load import Load, Recording
 from drills.observe import get_vip
 from harness.command_ops import StepError
 from harness.program import ROOT
+from lab.images import BASE_IMAGE
 from lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -51,11 +53,13 @@ class Changes:
         with open(self.files / relative, "a") as handle:
             handle.write(line + "\n")
 
-    def apply_under_load(self) -> tuple[stack.lab_stack.Applied, Recording]:
+    def apply_under_load(self, replace=()) -> tuple[stack.lab_stack.Applied, Recording]:
         load = Load.through_vip(self.lab, RATE, 1800, timeout=1.0).start()
         time.sleep(1)
         try:
-            applied = stack.apply(self.lab, self.alter, log=lambda line: None, stack=PROFILE, files=self.files)
+            applied = stack.apply(
+                self.lab, self.alter, log=lambda line: None, stack=PROFILE, files=self.files, replace=replace
+            )
         finally:
             recording = load.finish(tail=3)
         return applied, recording
@@ -198,6 +202,27 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
     backup_back = done(f"{lab.backup.name}-haproxy-rejoin")
     assert done(f"{lab.master.name}-haproxy-leave").started >= ended(backup_back)
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes, lab):
+    """`pulumi up --replace` on an image (the recovery after a prune, or to take a moved base tag): the
+    rebuild keeps its tag but, from another base, gets another ID. Containers run images by ID, so this
+    one is replaced, drained first; nothing else changes."""
+    server = lab.servers[0].name
+    moved = f"FROM {BASE_IMAGE}\nRUN echo moved > /etc/pihalb-base-moved\n"  # the same tag, another image
+    lab.sh(server, f"printf {shlex.quote(moved)} | docker build -q -t {BASE_IMAGE} -")
+    try:
+        applied, recording = changes.apply_under_load(replace=[f"{server}-nginx-image"])
+    finally:
+        lab.seed_base_image(server)  # the lab's own base back under that tag
+    drains = {f"{server}-nginx-drain-on-{b.name}": "update" for b in lab.balancers}
+    assert changed(applied) == {f"{server}-nginx-image": "replace", f"{server}-nginx-container": "replace"} | drains
+    tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
+    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {render.NGINX_CONTAINER}")[1].strip()
+    assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
+    assert lab.sh(server, f"docker exec {render.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
     assert_no_request_failed(recording)
     assert_healthy(lab)
 

@@ -14,8 +14,8 @@ import pytest
 from components import render
 from components.cluster import FILES_ENV
 from components.remote import RUN_SCRIPT_FROM_STDIN
-from harness.plan import make_plan, resource_of
-from harness.program import Program
+from harness.plan import make_plan, resolve_computed, resource_of
+from harness.program import Program, computed
 from harness.state import Checkpoint
 
 from .conftest import STACKS, STATS_PASSWORD, VRRP_PASSWORD
@@ -40,8 +40,13 @@ def script_of(resource, step: str = "create") -> str:
 
 def planned(before: Program, after: Program) -> dict[str, str]:
     """What the lab engine's planner (Pulumi's rules) would do going from `before`, applied, to `after`."""
-    checkpoint = Checkpoint(Path("/nonexistent"), [resource_of(d) for d in before.resources], [])
-    return make_plan(after, checkpoint).kinds()
+    applied = [resource_of(d) for d in before.resources]
+    for resource in applied:  # as an apply leaves them: computed outputs known (each image has a digest)
+        resource.inputs = resolve_computed(resource.inputs, lambda type_, name: {"repoDigest": f"sha256:{name}"})
+        resource.outputs = resolve_computed(dict(resource.inputs), lambda type_, name: None)
+        if resource.type == IMAGE:
+            resource.outputs["repoDigest"] = f"sha256:{resource.urn.rsplit('::', 1)[-1]}"
+    return make_plan(after, Checkpoint(Path("/nonexistent"), applied, [])).kinds()
 
 
 def embedded_file(resource) -> str:
@@ -123,10 +128,8 @@ def test_three_servers_and_two_balancers_run(program):
         assert container.inputs["destroyGraceSeconds"] == 10  # a stop signal, then time to finish
         assert container.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
         assert "uploads" not in container.inputs  # an upload is ForceNew: a page change would replace it
-        assert (
-            container.inputs["image"]
-            == program.named(container.name.replace("-container", "-image")).inputs["imageName"]
-        )
+        image = program.named(container.name.replace("-container", "-image"))
+        assert container.inputs["image"] == computed(IMAGE, image.name, "repoDigest")  # by ID, not by tag
     cluster = program_config(program)
     for container in balancers:
         assert {"internal": 8080.0, "external": float(cluster["haproxy"]["frontendPort"])} in container.inputs["ports"]
