@@ -16,6 +16,8 @@ from lab.lab import Lab
 
 HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
 HAPROXY_PINNED = "2.6.12-1+deb12u3"  # the one version this machine's mirror serves
+# the profile's own track weight, then another valid one (a keepalived.conf value changed and back)
+KEEPALIVED_WEIGHTS = {"paper": (2, 3), "tuned": (0, 2), "unicast": (0, 2)}
 
 
 class Changes:
@@ -142,7 +144,7 @@ CHANGE_SCENARIOS = [
         (
             "change-keepalived",
             "change: a keepalived.conf value",
-            _change(lambda lab, run: CHANGES.toggle("vrrp.track.weight", 3, 4)),
+            _change(lambda lab, run: CHANGES.toggle("vrrp.track.weight", *KEEPALIVED_WEIGHTS[run.profile])),
         ),
         (
             "change-host-scripts",

@@ -167,15 +167,20 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     ("path", "value", "steps"),
     [
         ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config")),  # a haproxy.cfg value: reloaded
-        ("vrrp.track.weight", 3, ("vrrp", "keepalived")),  # a keepalived value: reloaded, nothing deleted
+        ("vrrp.track.weight", 2, ("vrrp", "keepalived")),  # a keepalived value: reloaded, nothing deleted
     ],
     ids=["haproxy.cfg", "keepalived.conf"],
 )
 def test_a_config_value_is_reloaded_in_place_on_both_balancers(changes, lab, path, value, steps):
-    changes.values[path] = value
-    applied, recording = changes.apply_under_load()
+    """Changed, then changed back (the profile's own value stays for the tests after this one)."""
     kind, step = steps
     expected = on_balancers(lab, step) if kind == "haproxy" else vrrp(lab, step)
+    changes.values[path] = value
+    applied, recording = changes.apply_under_load()
+    assert changed(applied) == expected
+    assert_no_request_failed(recording)
+    del changes.values[path]
+    applied, recording = changes.apply_under_load()
     assert changed(applied) == expected
     assert_no_request_failed(recording)
     assert_healthy(lab)
