@@ -61,6 +61,16 @@ ADVERT = re.compile(r"^(\d+\.\d+) .*?: (\S+) > 224\.0\.0\.18: VRRPv\d, Advertise
 GRATUITOUS_ARP = re.compile(r"^(\d+\.\d+) .*Request who-has (\S+) (?:\(\S+\) )?tell (\S+),")
 
 
+def adverts_in(lines: list[str]) -> list[tuple[float, str, int]]:
+    """(time, sender, priority) of each VRRP advert in tcpdump's lines."""
+    return [(float(m[1]), m[2], int(m[3])) for line in lines if (m := ADVERT.match(line))]
+
+
+def gratuitous_arps(lines: list[str], vip: str) -> list[float]:
+    """Times of the ARP requests announcing `vip` from its own holder (who-has VIP tell VIP)."""
+    return [float(m[1]) for line in lines if (m := GRATUITOUS_ARP.match(line)) and m[2] == m[3] == vip]
+
+
 def bridge(lab: Lab) -> str:
     """The Linux bridge behind the lab's Docker network (Docker names it br-<first 12 of the id>)."""
     network_id = subprocess.run(
@@ -115,12 +125,11 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
     since = killed - 1
     died = die_time(lab, master.name, since, ended)
     packets = capture.read_bytes()[capture_from:].decode(errors="replace").splitlines()
-    adverts = [(float(m[1]), m[2], int(m[3])) for line in packets if (m := ADVERT.match(line))]
+    adverts = adverts_in(packets)
     steady = [prio for t, src, prio in adverts if src == str(master.address) and t < killed]
     steady_prio = statistics.mode(steady) if steady else None
     released = [t for t, src, prio in adverts if src == str(master.address) and t >= killed and prio != steady_prio]
-    vip = str(lab.vip.ip)
-    arps = [float(m[1]) for line in packets if (m := GRATUITOUS_ARP.match(line)) and m[2] == m[3] == vip]
+    arps = gratuitous_arps(packets, str(lab.vip.ip))
     t0 = load.t0 + wall_minus_monotonic
     anchor = died or killed
     # A request sent into the takeover may still succeed (its SYN waits for the VIP's new owner): the
