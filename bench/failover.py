@@ -4,7 +4,8 @@
 the lab with the lab engine, then for every scenario and run: a bounded load generator (RATE
 requests/s for WINDOW seconds, short timeouts, every request logged) and a probe of the VIP holder and
 keepalived states, the fault injected at FAULT_AT s (and undone where the scenario says), then JSON and
-a PNG timeline per run, and `docs/bench/results.md` with medians, min–max and run counts.
+a PNG timeline per run, and `docs/bench/results.md` with medians, min–max and run counts. Per profile
+it also times `--takeover-runs` takeovers stage by stage (bench/takeover: docs/bench/takeover.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import takeover  # noqa: E402
 from bench.changes import CHANGE_SCENARIOS, CHANGE_WINDOW_S, CHANGES, TAIL_S  # noqa: E402
 from bench.report import plot, write_table  # noqa: E402
 from bench.runs import FAULT_AT_S, OUT, RATE, TIMEOUT_S, Run, Scenario, quiet, run_stack  # noqa: E402
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--takeover-runs", type=int, default=10, help="per profile: takeovers timed stage by stage (bench/takeover)"
+    )
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     lab = Lab.from_stack()
@@ -227,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: deploying {profile} ({name})", flush=True)
         CHANGES.reset()
         stack.apply(lab, alter, log=quiet, stack=name, files=CHANGES.files)
+        if args.takeover_runs and alter is None:  # the stack as shipped: its takeover, stage by stage
+            takeover.measure(lab, name, args.takeover_runs)
         for scenario in scenarios:
             summaries = [s for s in summaries if not (s["profile"] == profile and s["scenario"] == scenario.name)]
             for number in range(1, args.runs + 1):

@@ -266,6 +266,41 @@ def soak(lab: Lab, stack_name: str, seconds: float) -> dict:
     return result
 
 
+def measure(lab: Lab, stack_name: str, runs: int) -> dict | None:
+    """`runs` takeovers on the stack as deployed, with the bridge captured; writes their JSON, plot and table."""
+    capture = OUT / "tmp-takeover.pcap.txt"
+    done = []
+    with open(capture, "w") as sink:
+        tcpdump = subprocess.Popen(
+            ["tcpdump", "-i", bridge(lab), "-n", "-e", "-tt", "-l", "ip proto 112 or arp"],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for number in range(1, runs + 1):
+                run = one_run(lab, capture, number)
+                done.append(run)
+                print(
+                    f"takeover: {stack_name} run {number}: VIP unavailable {run['vip_unavailable_s']} s, "
+                    f"{run['failed']}/{run['requests']} failed; " + json.dumps(run["since_kill_s"]),
+                    flush=True,
+                )
+        finally:
+            tcpdump.send_signal(signal.SIGINT)
+            tcpdump.wait(10)
+            faults.undo_all(lab)
+            capture.unlink()
+    if not done:
+        return None
+    summary = summarize(done)
+    (OUT / f"takeover-{stack_name}.json").write_text(
+        json.dumps({"stack": stack_name, "summary": summary, "runs": done}, indent=1)
+    )
+    plot(summary, OUT / f"takeover-{stack_name}.png", f"{stack_name}: takeover stages, median of {len(done)} runs")
+    write_table(OUT)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/takeover", description=__doc__)
     parser.add_argument("--stack", default="dev-tuned")
@@ -277,39 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     lab.up()
     print(f"takeover: applying {args.stack}", flush=True)
     stack.apply(lab, log=quiet, stack=args.stack)
-    capture = OUT / "tmp-takeover.pcap.txt"
-    with open(capture, "w") as sink:
-        tcpdump = subprocess.Popen(
-            ["tcpdump", "-i", bridge(lab), "-n", "-e", "-tt", "-l", "ip proto 112 or arp"],
-            stdout=sink,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            runs = []
-            for number in range(1, args.runs + 1):
-                run = one_run(lab, capture, number)
-                runs.append(run)
-                print(
-                    f"takeover: {args.stack} run {number}: VIP unavailable {run['vip_unavailable_s']} s, "
-                    f"{run['failed']}/{run['requests']} failed; " + json.dumps(run["since_kill_s"]),
-                    flush=True,
-                )
-        finally:
-            tcpdump.send_signal(signal.SIGINT)
-            tcpdump.wait(10)
-            faults.undo_all(lab)
-    capture.unlink()
+    summary = measure(lab, args.stack, args.runs)
+    if summary:
+        print("takeover: " + json.dumps(summary), flush=True)
     if args.soak:
         print("takeover: soak " + json.dumps(soak(lab, args.stack, args.soak)), flush=True)
-    if not runs:
-        return 0
-    summary = summarize(runs)
-    (OUT / f"takeover-{args.stack}.json").write_text(
-        json.dumps({"stack": args.stack, "summary": summary, "runs": runs}, indent=1)
-    )
-    plot(summary, OUT / f"takeover-{args.stack}.png", f"{args.stack}: takeover stages, median of {len(runs)} runs")
-    write_table(OUT)
-    print("takeover: " + json.dumps(summary), flush=True)
     return 0
 
 
