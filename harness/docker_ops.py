@@ -42,9 +42,18 @@ exec /usr/bin/ssh "${opts[@]}" "$@"
 """
 
 
-@functools.cache
+_SHIM_LOCK = threading.Lock()
+
+
 def _shim_dir() -> Path:
-    """docker-py runs `ssh` from PATH; this one adds each provider's sshOpts. Put on PATH once per process."""
+    """docker-py runs `ssh` from PATH; this one adds each provider's sshOpts. Put on PATH once per process,
+    under a lock: providers are configured in parallel, and two shims would leave one's options unfound."""
+    with _SHIM_LOCK:
+        return _make_shim_dir()
+
+
+@functools.cache
+def _make_shim_dir() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="pihalb-ssh-shim-"))
     (directory / "opts").mkdir()
     shim = directory / "ssh"

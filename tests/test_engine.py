@@ -7,7 +7,9 @@ engine against real hosts.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 
 import pytest
 
@@ -372,3 +374,27 @@ def test_an_input_from_a_computed_output_is_unknown_in_the_plan_and_diffed_again
     assert [c[:2] for c in calls if c[1] == "web"] == [("delete", "web"), ("create", "web")]
     _, kinds, calls, _ = by_digest([], tmp_path)  # nothing rebuilt: the digest in state is known
     assert kinds == {} and calls == []
+
+
+def test_the_ssh_shim_is_made_once_when_providers_are_configured_in_parallel(monkeypatch):
+    """Parallel first configurations once made two shims: one provider's options were then not found."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness import docker_ops
+
+    docker_ops._make_shim_dir.cache_clear()
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    made = []
+    real = docker_ops.tempfile.mkdtemp
+
+    def slow_mkdtemp(**kwargs):
+        made.append(kwargs)
+        time.sleep(0.05)  # widen the window the race needed
+        return real(**kwargs)
+
+    monkeypatch.setattr(docker_ops.tempfile, "mkdtemp", slow_mkdtemp)
+    with ThreadPoolExecutor(8) as pool:
+        dirs = set(pool.map(lambda _: docker_ops._shim_dir(), range(8)))
+    assert len(dirs) == 1 and len(made) == 1
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(dirs.pop())
+    docker_ops._make_shim_dir.cache_clear()
