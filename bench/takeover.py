@@ -199,7 +199,7 @@ def write_table(out: Path) -> None:
             if value is None:
                 cells.append("–")
                 continue
-            cells.append(f"{value * 1000:.0f} ms (+{(value - previous) * 1000:.0f})")
+            cells.append(f"{value * 1000:.0f} ms ({(value - previous) * 1000:+.0f})")
             previous = value
         unavailable = f"{u['median']:.3f} ({u['min']:.3f}–{u['max']:.3f})" if u else "–"
         rows.append(
@@ -228,8 +228,9 @@ def plot(summary: dict, path: Path, title: str) -> None:
         value = summary["median_since_kill_s"][stage]
         if value is None:
             continue
-        ax.barh([0], [(value - previous) * 1000], left=[previous * 1000], color=f"C{i}", label=stage)
-        previous = value
+        # a stage logged a hair before the one it follows (journal timestamps) gets no negative bar
+        ax.barh([0], [max(0.0, value - previous) * 1000], left=[previous * 1000], color=f"C{i}", label=stage)
+        previous = max(previous, value)
     ax.set_yticks([])
     ax.set_xlabel("ms since the kill was issued (median per stage)")
     ax.set_title(title)
