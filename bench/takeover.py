@@ -11,7 +11,7 @@ Docker's restart policy paused, and these instants, all on the one kernel clock 
 - `advert released`: on the lab bridge, the MASTER's first advert after the kill with another priority
   than its steady one (priority 0 with weight 0, the lowered priority otherwise);
 - `BACKUP became MASTER`: the BACKUP's keepalived journal;
-- `gratuitous ARP`: on the lab bridge, the BACKUP's first ARP for the VIP;
+- `gratuitous ARP`: on the lab bridge, the BACKUP's first gratuitous ARP for the VIP (from its MAC);
 - `first success`: the first probe sent after the death has its page (the time its answer arrived).
 
 The capture is `tcpdump -i <lab bridge> -n -e -tt 'ip proto 112 or arp'`. Writes
@@ -58,7 +58,7 @@ STAGES = (
 ADVERT = re.compile(r"^(\d+\.\d+) .*?: (\S+) > 224\.0\.0\.18: VRRPv\d, Advertisement, vrid \d+, prio (\d+)")
 # A gratuitous ARP: "... ethertype ARP (0x0806), length 42: Request who-has 172.30.42.240 (Broadcast) tell
 # 172.30.42.240, length 28"
-GRATUITOUS_ARP = re.compile(r"^(\d+\.\d+) .*Request who-has (\S+) (?:\(\S+\) )?tell (\S+),")
+GRATUITOUS_ARP = re.compile(r"^(\d+\.\d+) (\S+) > .*Request who-has (\S+) (?:\(\S+\) )?tell (\S+),")
 
 
 def adverts_in(lines: list[str]) -> list[tuple[float, str, int]]:
@@ -66,9 +66,13 @@ def adverts_in(lines: list[str]) -> list[tuple[float, str, int]]:
     return [(float(m[1]), m[2], int(m[3])) for line in lines if (m := ADVERT.match(line))]
 
 
-def gratuitous_arps(lines: list[str], vip: str) -> list[float]:
-    """Times of the ARP requests announcing `vip` from its own holder (who-has VIP tell VIP)."""
-    return [float(m[1]) for line in lines if (m := GRATUITOUS_ARP.match(line)) and m[2] == m[3] == vip]
+def gratuitous_arps(lines: list[str], vip: str, sender_mac: str) -> list[float]:
+    """Times of the ARP requests announcing `vip` (who-has VIP tell VIP) sent from `sender_mac`."""
+    return [
+        float(m[1])
+        for line in lines
+        if (m := GRATUITOUS_ARP.match(line)) and m[2] == sender_mac and m[3] == m[4] == vip
+    ]
 
 
 def bridge(lab: Lab) -> str:
@@ -129,7 +133,9 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
     steady = [prio for t, src, prio in adverts if src == str(master.address) and t < killed]
     steady_prio = statistics.mode(steady) if steady else None
     released = [t for t, src, prio in adverts if src == str(master.address) and t >= killed and prio != steady_prio]
-    arps = gratuitous_arps(packets, str(lab.vip.ip))
+    interface = lab.inventory.settings.cluster.vrrp.interface
+    backup_mac = lab.sh(backup.name, f"cat /sys/class/net/{interface}/address")[1].strip()
+    arps = gratuitous_arps(packets, str(lab.vip.ip), backup_mac)
     t0 = load.t0 + wall_minus_monotonic
     anchor = died or killed
     # A request sent into the takeover may still succeed (its SYN waits for the VIP's new owner): the

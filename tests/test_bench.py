@@ -28,6 +28,8 @@ def test_adverts_are_read_with_sender_and_priority():
 
 
 def test_only_the_vips_own_announcement_counts_as_gratuitous_arp():
-    """A client asking for the VIP, or the holder's reply to it, is not the takeover's announcement."""
-    assert gratuitous_arps(CAPTURE, "172.30.42.240") == [1764357001.2003]
-    assert gratuitous_arps(CAPTURE, "172.30.42.241") == []
+    """A client asking for the VIP, the holder's reply to it, or another host's announcement is not the
+    BACKUP's takeover announcement."""
+    assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:16") == [1764357001.2003]
+    assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:15") == []  # not from the BACKUP
+    assert gratuitous_arps(CAPTURE, "172.30.42.241", "02:42:ac:1e:2a:16") == []
