@@ -229,16 +229,19 @@ def plot(summary: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 2.8))
+    medians = summary["median_since_kill_s"]
+    died = medians["haproxy died"] or 0.0  # the kill's own latency (a docker exec) is not the takeover's
     previous = 0.0
-    for i, stage in enumerate(STAGES):
-        value = summary["median_since_kill_s"][stage]
+    for i, stage in enumerate(STAGES[1:], start=1):
+        value = medians[stage]
         if value is None:
             continue
+        value -= died
         # a stage logged a hair before the one it follows (journal timestamps) gets no negative bar
         ax.barh([0], [max(0.0, value - previous) * 1000], left=[previous * 1000], color=f"C{i}", label=stage)
         previous = max(previous, value)
     ax.set_yticks([])
-    ax.set_xlabel("ms since the kill was issued (median per stage)")
+    ax.set_xlabel("ms since HAProxy died (Docker's die event; median per stage)")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8)
     fig.tight_layout()
