@@ -99,10 +99,8 @@ class TrackScript(StrictModel):
     `script`: the paper's `chk_haproxy` (`killall -0 haproxy` every `interval` seconds).
     `events`: a watcher of Docker's container events writes a track file the moment the HAProxy
     container dies or starts; keepalived reads it through inotify, so no polling delay.
-    `weight`: a live HAProxy adds it to the priority (the paper's +2), so a dead one on the MASTER lets
-    the BACKUP outbid it; the BACKUP then waits out three missed adverts (RFC 5798 discards a lower
-    priority advert). `0` puts the balancer in FAULT instead: it releases the VIP at once with a
-    priority-0 advert, and the BACKUP takes over after its skew time, a fraction of one advert.
+    `weight`: added to the priority while HAProxy lives (the paper's +2; the BACKUP then waits out three
+    missed adverts). `0`: a dead HAProxy puts the balancer in FAULT, a priority-0 advert: skew time only.
     """
 
     kind: Literal["script", "events"] = "script"
@@ -291,9 +289,7 @@ def _check_priorities(c: Cluster) -> None:
             f"hosts[{low_i}].priority",
         )
     weight = c.vrrp.track.weight
-    if weight == 0:  # FAULT when HAProxy dies: the priorities only pick the MASTER
-        return
-    if abs(weight) <= high - low:
+    if weight and abs(weight) <= high - low:  # (weight 0: FAULT when HAProxy dies, whatever the gap)
         raise Problem(
             f"priority gap {high - low} is not smaller than |weight| {abs(weight)}, so a dead HAProxy "
             "on the MASTER would never move the VIP",
