@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 
 from bench.runs import OUT, ROOT, Run, Scenario, quiet, run_stack
-from components import render
 from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
-from drills import stack
-from drills.observe import servers_seen_by, wait_until
-from lab.images import BASE_IMAGE
+from drills import maintenance, stack
 from lab.lab import Lab
 
 HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
@@ -85,20 +81,8 @@ def _change(make: Callable[[Lab, Run], None]) -> Callable[[Lab, Run], None]:
 
 
 def _engine_restart_rolling(lab: Lab, run: Run) -> None:
-    """dockerd restarted on every host, one at a time, the MASTER last after handing the VIP over: what an
-    engine upgrade does to a host (the engine packages are held, so it happens only like this, on purpose)."""
-    for host in [*lab.servers, lab.backup]:
-        lab.sh(host.name, "systemctl restart docker", timeout=120)
-        stack.wait_serving(lab)
-    master = lab.master.name
-    lab.sh(master, f"echo 1 > {render.VRRP_HANDOVER_FILE}")
-    wait_until("the VIP to move for the engine restart", lambda: lab.vip_holders() == [lab.backup.name], 30)
-    time.sleep(1)
-    lab.sh(master, "systemctl restart docker", timeout=120)
-    wait_until("HAProxy back on the MASTER", lambda: servers_seen_by(lab, master), 60)
-    lab.sh(master, f"echo 0 > {render.VRRP_HANDOVER_FILE}")
-    stack.wait_serving(lab)
-    run.notes.append("dockerd restarted on each host in turn; the MASTER handed the VIP over first")
+    maintenance.restart_engines_rolling(lab)
+    run.notes.append("dockerd restarted on each host in turn, servers drained first, the MASTER after a handover")
 
 
 def _server_removed_and_added(lab: Lab, run: Run) -> None:
@@ -108,14 +92,6 @@ def _server_removed_and_added(lab: Lab, run: Run) -> None:
     CHANGES.apply(lab, run)
     CHANGES.values.pop("hosts")
     CHANGES.apply(lab, run)
-
-
-def _base_image_alias(lab: Lab) -> str:
-    """The lab's one base image under a second name, so `baseImage` can change without a registry."""
-    alias = f"localhost/{BASE_IMAGE}"
-    for host in lab.hosts:
-        lab.sh(host.name, f"docker tag {BASE_IMAGE} {alias}")
-    return alias
 
 
 CHANGE_SCENARIOS = [
@@ -159,7 +135,7 @@ CHANGE_SCENARIOS = [
         (
             "change-base-image",
             "change: baseImage (every image rebuilt)",
-            _change(lambda lab, run: CHANGES.toggle("baseImage", None, _base_image_alias(lab))),
+            _change(lambda lab, run: CHANGES.toggle("baseImage", None, maintenance.base_image_alias(lab))),
         ),
         (
             "change-engine-restart",

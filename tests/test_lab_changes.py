@@ -24,7 +24,7 @@ import pytest
 
 from components import render
 from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
-from drills import stack
+from drills import maintenance, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip
 from harness.command_ops import StepError
@@ -230,6 +230,34 @@ def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes
     assert lab.sh(server, f"docker exec {render.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
     assert_no_request_failed(recording)
     assert_healthy(lab)
+
+
+def test_a_new_base_image_rolls_every_container(changes, lab):
+    """`baseImage` under another name (the same image, so every build hits its cache): every image gets a
+    new tag and every container is rolled, servers one at a time, then the BACKUP, then the MASTER."""
+    changes.values["baseImage"] = maintenance.base_image_alias(lab)
+    applied, recording = changes.apply_under_load()
+    kinds = changed(applied)
+    containers = {n for n, k in kinds.items() if n.endswith("-container")}
+    assert containers == {f"{h.name}-{'haproxy' if h in lab.balancers else 'nginx'}-container" for h in lab.hosts}
+    assert {kinds[n] for n in containers} == {"replace"} and set(kinds.values()) == {"replace", "update"}
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
+    """An engine upgrade's restart, done as README says (a server drained first, the MASTER after handing
+    the VIP over): nothing fails, every container comes back by its restart policy, and the next `up`
+    finds nothing to change."""
+    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    try:
+        maintenance.restart_engines_rolling(lab)
+    finally:
+        recording = load.finish(tail=3)
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    assert changed(again) == {}
 
 
 def test_a_removed_server_leaves_the_balancers_before_it_goes(changes, lab):

@@ -1,0 +1,68 @@
+"""Maintenance done to the lab by hand, as an operator would on the Pis: shared by the bench and the tests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+import time
+
+from components import render
+from drills import stack
+from drills.observe import servers_seen_by, wait_until
+from lab.images import BASE_IMAGE
+from lab.lab import Lab
+
+
+def runtime(lab: Lab, balancer: str, command: str) -> str:
+    """One command to a balancer's HAProxy runtime API (inside its container, as the rolling steps do)."""
+    talk = f"exec 3<>/dev/tcp/127.0.0.1/{render.HAPROXY_RUNTIME_PORT} && echo {shlex.quote(command)} >&3 && cat <&3"
+    return lab.sh(balancer, f"docker exec {render.HAPROXY_CONTAINER} bash -c {shlex.quote(talk)}")[1]
+
+
+def sessions(lab: Lab, server: str) -> int:
+    """Requests in flight to `server`, summed over both balancers (`show stat`, column scur)."""
+    total = 0
+    for balancer in lab.balancers:
+        rows = csv.DictReader(io.StringIO(runtime(lab, balancer.name, "show stat").lstrip("# ")))
+        mine = [r for r in rows if r["pxname"] == render.HAPROXY_BACKEND and r["svname"] == server]
+        total += sum(int(r["scur"] or 0) for r in mine)
+    return total
+
+
+def restart_engines_rolling(lab: Lab) -> None:
+    """dockerd restarted on every host, one at a time, the MASTER last after handing the VIP over: what an
+    engine upgrade does to a host (the engine packages are held, so it happens only like this, on purpose).
+    A server is drained on both balancers first and put back once its container answers, as README's
+    procedure and `python -m ops reboot` do."""
+    for server in lab.servers:
+        for balancer in lab.balancers:
+            runtime(lab, balancer.name, f"set server {render.HAPROXY_BACKEND}/{server.name} state maint")
+        wait_until(f"{server.name}'s requests in flight to finish", lambda s=server.name: sessions(lab, s) == 0, 30)
+        lab.sh(server.name, "systemctl restart docker", timeout=120)
+        wait_until(
+            f"{server.name}'s container healthy",
+            lambda s=server.name: "healthy" in lab.sh(s, f"docker ps --filter name={render.NGINX_CONTAINER}")[1],
+            60,
+        )
+        for balancer in lab.balancers:
+            runtime(lab, balancer.name, f"set server {render.HAPROXY_BACKEND}/{server.name} state ready")
+        stack.wait_serving(lab)
+    lab.sh(lab.backup.name, "systemctl restart docker", timeout=120)
+    stack.wait_serving(lab)
+    master = lab.master.name
+    lab.sh(master, f"echo 1 > {render.VRRP_HANDOVER_FILE}")
+    wait_until("the VIP to move for the engine restart", lambda: lab.vip_holders() == [lab.backup.name], 30)
+    time.sleep(1)
+    lab.sh(master, "systemctl restart docker", timeout=120)
+    wait_until("HAProxy back on the MASTER", lambda: servers_seen_by(lab, master), 60)
+    lab.sh(master, f"echo 0 > {render.VRRP_HANDOVER_FILE}")
+    stack.wait_serving(lab)
+
+
+def base_image_alias(lab: Lab) -> str:
+    """The lab's one base image under a second name, so `baseImage` can change without a registry."""
+    alias = f"localhost/{BASE_IMAGE}"
+    for host in lab.hosts:
+        lab.sh(host.name, f"docker tag {BASE_IMAGE} {alias}")
+    return alias
