@@ -211,27 +211,6 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     assert_healthy(lab)
 
 
-def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes, lab):
-    """`pulumi up --replace` on an image (the recovery after a prune, or to take a moved base tag): the
-    rebuild keeps its tag but, from another base, gets another ID. Containers run images by ID, so this
-    one is replaced, drained first; nothing else changes."""
-    server = lab.servers[0].name
-    moved = f"FROM {BASE_IMAGE}\nRUN echo moved > /etc/pihalb-base-moved\n"  # the same tag, another image
-    lab.sh(server, f"printf {shlex.quote(moved)} | docker build -q -t {BASE_IMAGE} -")
-    try:
-        applied, recording = changes.apply_under_load(replace=[f"{server}-nginx-image"])
-    finally:
-        lab.seed_base_image(server)  # the lab's own base back under that tag
-    drains = {f"{server}-nginx-drain-on-{b.name}": "update" for b in lab.balancers}
-    assert changed(applied) == {f"{server}-nginx-image": "replace", f"{server}-nginx-container": "replace"} | drains
-    tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
-    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {render.NGINX_CONTAINER}")[1].strip()
-    assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
-    assert lab.sh(server, f"docker exec {render.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
-    assert_no_request_failed(recording)
-    assert_healthy(lab)
-
-
 def test_a_new_base_image_rolls_every_container(changes, lab):
     """`baseImage` under another name (the same image, so every build hits its cache): every image gets a
     new tag and every container is rolled, servers one at a time, then the BACKUP, then the MASTER."""
@@ -241,6 +220,28 @@ def test_a_new_base_image_rolls_every_container(changes, lab):
     containers = {n for n, k in kinds.items() if n.endswith("-container")}
     assert containers == {f"{h.name}-{'haproxy' if h in lab.balancers else 'nginx'}-container" for h in lab.hosts}
     assert {kinds[n] for n in containers} == {"replace"} and set(kinds.values()) == {"replace", "update"}
+    assert_no_request_failed(recording)
+    assert_healthy(lab)
+
+
+def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes, lab):
+    """`pulumi up --replace` on an image (the recovery after a prune, or to take a moved base tag): the
+    rebuild keeps its tag but, from another base, gets another ID. Containers run images by ID, so this
+    one is replaced, drained first; nothing else changes. (The base is the previous test's `baseImage`
+    alias: the lab re-seeds its own base name into each daemon at every apply.)"""
+    server, base = lab.servers[0].name, changes.values["baseImage"]
+    moved = f"FROM {base}\nRUN echo moved > /etc/pihalb-base-moved\n"  # the same tag, another image
+    lab.sh(server, f"printf {shlex.quote(moved)} | docker build -q -t {base} -")
+    try:
+        applied, recording = changes.apply_under_load(replace=[f"{server}-nginx-image"])
+    finally:
+        lab.sh(server, f"docker tag {BASE_IMAGE} {base}")  # the alias back on the lab's own base
+    drains = {f"{server}-nginx-drain-on-{b.name}": "update" for b in lab.balancers}
+    assert changed(applied) == {f"{server}-nginx-image": "replace", f"{server}-nginx-container": "replace"} | drains
+    tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
+    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {render.NGINX_CONTAINER}")[1].strip()
+    assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
+    assert lab.sh(server, f"docker exec {render.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
