@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import shlex
 import time
 
 from components import render
@@ -12,22 +9,23 @@ from drills import stack
 from drills.observe import servers_seen_by, wait_until
 from lab.images import BASE_IMAGE
 from lab.lab import Lab
+from ops.hosts import in_flight, runtime_command
 
 
 def runtime(lab: Lab, balancer: str, command: str) -> str:
-    """One command to a balancer's HAProxy runtime API (inside its container, as the rolling steps do)."""
-    talk = f"exec 3<>/dev/tcp/127.0.0.1/{render.HAPROXY_RUNTIME_PORT} && echo {shlex.quote(command)} >&3 && cat <&3"
-    return lab.sh(balancer, f"docker exec {render.HAPROXY_CONTAINER} bash -c {shlex.quote(talk)}")[1]
+    """One command to a balancer's HAProxy runtime API, as `python -m ops` sends it (over `docker exec` here)."""
+    return lab.sh(balancer, runtime_command(command))[1]
 
 
 def sessions(lab: Lab, server: str) -> int:
-    """Requests in flight to `server`, summed over both balancers (`show stat`, column scur)."""
-    total = 0
-    for balancer in lab.balancers:
-        rows = csv.DictReader(io.StringIO(runtime(lab, balancer.name, "show stat").lstrip("# ")))
-        mine = [r for r in rows if r["pxname"] == render.HAPROXY_BACKEND and r["svname"] == server]
-        total += sum(int(r["scur"] or 0) for r in mine)
-    return total
+    """Requests in flight to `server`, summed over both balancers."""
+    return sum(in_flight(runtime(lab, balancer.name, "show stat"), server) for balancer in lab.balancers)
+
+
+def container_healthy(lab: Lab, host: str, container: str) -> bool:
+    """Docker's health status says healthy (not starting, not unhealthy)."""
+    status = f"docker inspect -f '{{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}' {container}"
+    return lab.sh(host, status, check=False)[1].strip() == "healthy"
 
 
 def restart_engines_rolling(lab: Lab) -> None:
@@ -42,7 +40,7 @@ def restart_engines_rolling(lab: Lab) -> None:
         lab.sh(server.name, "systemctl restart docker", timeout=120)
         wait_until(
             f"{server.name}'s container healthy",
-            lambda s=server.name: "healthy" in lab.sh(s, f"docker ps --filter name={render.NGINX_CONTAINER}")[1],
+            lambda s=server.name: container_healthy(lab, s, render.NGINX_CONTAINER),
             60,
         )
         for balancer in lab.balancers:

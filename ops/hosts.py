@@ -131,6 +131,20 @@ def parse_show_stat(text: str, backend: str = render.HAPROXY_BACKEND) -> dict[st
     return view
 
 
+def in_flight(text: str, server: str, backend: str = render.HAPROXY_BACKEND) -> int:
+    """Requests in flight to `server` (column scur) in `show stat` CSV; 0 when HAProxy did not answer."""
+    if not text.strip():
+        return 0
+    lines = text.splitlines()
+    columns = lines[0].lstrip("# ").split(",")
+    if "scur" not in columns:
+        return 0
+    scur = columns.index("scur")
+    return sum(
+        int(cells[scur] or 0) for cells in (line.split(",") for line in lines[1:]) if cells[:2] == [backend, server]
+    )
+
+
 def parse_facts(host: Host, vip: str, text: str) -> HostFacts:
     """A host's facts from the output of `facts_script`."""
     found = sections(text)

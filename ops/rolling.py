@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from components import render
 from components.settings import Settings
-from ops.hosts import Cluster, HostUnreachable, in_parallel, parse_show_stat
+from ops.hosts import Cluster, HostUnreachable, in_flight, in_parallel, parse_show_stat
 from ops.status import verdict
 from ops.wait import Clock, OpsTimeout, wait_for
 
@@ -163,15 +163,7 @@ class Rolling:
         self.log(f"{name}: booted, SSH answers")
 
     def _sessions(self, server: str) -> int:
-        total = 0
-        for balancer in self.balancers:
-            text = self.cluster.runtime(balancer, "show stat")
-            header = text.splitlines()[0].lstrip("# ").split(",") if text.strip() else []
-            for line in text.splitlines()[1:]:
-                cells = line.split(",")
-                if header and cells[:2] == [render.HAPROXY_BACKEND, server] and "scur" in header:
-                    total += int(cells[header.index("scur")] or 0)
-        return total
+        return sum(in_flight(self.cluster.runtime(balancer, "show stat"), server) for balancer in self.balancers)
 
     def _up_everywhere(self, server: str) -> bool:
         views = [parse_show_stat(self.cluster.runtime(b, "show stat")) for b in self.balancers]
