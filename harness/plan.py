@@ -113,6 +113,11 @@ def resource_of(declared: Declared) -> Resource:
     )
 
 
+def _delete_first(new: Resource) -> bool:
+    """A replacement deletes first when the program asks (deleteBeforeReplace) or the provider always does."""
+    return new.delete_before_replace or new.type in rules.ALWAYS_DELETE_BEFORE_REPLACE
+
+
 def diff(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
     """The provider's diff, then the engine's own rules on top."""
     new_inputs = dict(new.inputs)
@@ -137,8 +142,7 @@ def diff(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
     if new.provider_urn and (new.provider_urn != old.provider_urn or new.provider_urn in replaced_providers):
         reasons.append("provider")
     if reasons:
-        delete_first = new.delete_before_replace or new.type in rules.ALWAYS_DELETE_BEFORE_REPLACE
-        return Step("replace", new, old, provider.changed, tuple(reasons), delete_first=delete_first)
+        return Step("replace", new, old, provider.changed, tuple(reasons), delete_first=_delete_first(new))
     return Step("update" if provider.changed else "same", new, old, provider.changed)
 
 
@@ -180,8 +184,7 @@ def make_plan(program: Program, checkpoint: Checkpoint, replace: Collection[str]
             continue
         step = diff(old, new, replaced_providers)
         if declared.urn in replace or declared.name in replace:
-            delete_first = new.delete_before_replace or new.type in rules.ALWAYS_DELETE_BEFORE_REPLACE
-            step = Step("replace", new, old, step.keys, (*step.reasons, "--replace"), delete_first=delete_first)
+            step = Step("replace", new, old, step.keys, (*step.reasons, "--replace"), delete_first=_delete_first(new))
         if step.op == "same":
             known[(declared.type, declared.name)] = old.outputs
         if step.op == "replace" and new.type.startswith("pulumi:providers:"):
