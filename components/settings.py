@@ -98,7 +98,7 @@ class TrackScript(StrictModel):
 
     `script`: the paper's `chk_haproxy` (`killall -0 haproxy` every `interval` seconds).
     `events`: a watcher of Docker's container events writes a track file the moment the HAProxy
-    container dies or starts; keepalived reads it through inotify, so no polling delay.
+    container dies or turns healthy; keepalived reads it through inotify, so no polling delay.
     `weight`: added to the priority while HAProxy lives (the paper's +2; the BACKUP then waits out three
     missed adverts). `0`: a dead HAProxy puts the balancer in FAULT, a priority-0 advert: skew time only.
     """
