@@ -80,8 +80,8 @@ class Hosts:
 
     # --- containers ---------------------------------------------------------------------------------------
 
-    def ensure(self, host: Host, image: Image) -> bool:
-        """Create (with keys in place) and start host's container as needed; True when it was started."""
+    def ensure(self, host: Host, image: Image) -> str:
+        """Create (with keys in place) and start host's container as needed: "created", "started" or "running"."""
         options = _options(host, image)
         spec = sha256(json.dumps(options, sort_keys=True))
         name = container_name(host)
@@ -94,15 +94,16 @@ class Hosts:
             container.remove(force=True)
             self._remove_volume(volume_name(host))
             container = None
-        if container is None:
+        created = container is None
+        if created:
             say(f"{host.name}: creating {name} at {host.address}")
             container = self._create(host, options, spec)
             container.put_archive("/", self._key_files(host))
         if container.status == "running":
-            return False
+            return "running"
         say(f"{host.name}: starting")
         container.start()
-        return True
+        return "created" if created else "started"
 
     def stop(self, host: Host) -> None:
         """Shut the host down cleanly (systemd gets SIGRTMIN+3), like pulling a Pi's power after halt."""

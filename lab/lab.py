@@ -154,11 +154,29 @@ class Lab:
         self.keys.ensure()
         image = self.images.ensure_host(self.images.ensure_base())
         self._hosts.ensure_network()
-        started_hosts = [host for host in self.hosts if self._hosts.ensure(host, image)]
+        done = {host.name: self._hosts.ensure(host, image) for host in self.hosts}
         self._hosts.wait_ready(self.hosts)
         self.images.remove_unused_host_images(image)
-        reused = len(self.hosts) - len(started_hosts)
-        say(f"lab up in {time.monotonic() - started:.1f}s ({len(started_hosts)} started, {reused} already running)")
+        self._forget_stacks_of_old_hosts([name for name, what in done.items() if what == "created"])
+        running = sum(what == "running" for what in done.values())
+        say(f"lab up in {time.monotonic() - started:.1f}s ({len(done) - running} started, {running} already running)")
+
+    def _forget_stacks_of_old_hosts(self, created: list[str]) -> None:
+        """New hosts make the lab engine's stack state describe machines that are gone (this machine restarted,
+        `docker rm`): as after reinstalling every Pi, the state is set aside so the next deploy starts afresh.
+        Only some hosts new: their resources would be missing, so say what to do instead of guessing."""
+        stacks = self.state_dir / "engine"
+        if not created or not stacks.exists() or not any(stacks.iterdir()):
+            return
+        if len(created) == len(self.hosts):
+            aside = self.state_dir / f"engine.old-hosts-{time.strftime('%Y%m%d-%H%M%S')}"
+            stacks.rename(aside)
+            say(f"every host is new: the stacks' state of the old hosts moved to {aside.relative_to(self.root)}/")
+        else:
+            say(
+                f"warning: {', '.join(created)} created anew, but lab/.state/engine/ says the stacks were applied to"
+                " the old ones; run `python -m lab down` and deploy again"
+            )
 
     def down(self, all_images: bool = False) -> None:
         """Remove the hosts, their Docker volumes, the network and lab/.state/ (and with all_images the images)."""
