@@ -34,6 +34,7 @@ HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
 HAPROXY_RUNTIME_PORT = 9999
 HAPROXY_BACKEND = "servers"
 NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
+GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
 VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a handover left half done
 # `always`, not `unless-stopped`: after a dockerd restart the lab once left an `unless-stopped` HAProxy
 # exited (0) and never started it again; `always` containers are started on every daemon start.
@@ -214,6 +215,7 @@ class Renderer:
                 advert_int=int(advert) if advert == int(advert) else repr(advert),
                 track_file=HAPROXY_TRACK_FILE,
                 handover_file=VRRP_HANDOVER_FILE,
+                garp_refresh_s=GARP_REFRESH_S,
                 # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
                 handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
                 vrrp_password=vrrp_password,

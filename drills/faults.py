@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from components import render
+from drills.observe import mac_address
 from lab.lab import Lab
 
 VRRP_MULTICAST_GROUP = "224.0.0.18"  # where VRRP adverts go (RFC 3768/5798)
@@ -63,6 +66,20 @@ def block_vrrp_multicast(lab: Lab) -> None:
 def unblock_vrrp_multicast(lab: Lab) -> None:
     for host in lab.balancers:
         lab.sh(host.name, f"while iptables -D INPUT -d {VRRP_MULTICAST_GROUP} -j DROP 2>/dev/null; do :; done")
+
+
+def client_arp_cache_at(lab: Lab, host: str) -> None:
+    """The client's ARP cache sends the VIP to `host`, as the last gratuitous ARP of a second MASTER leaves it
+    (a blip, or a VRRP version rolled out host by host, where neither hears the other for a moment)."""
+    mac = mac_address(lab, host)
+    device = (
+        subprocess.run(["ip", "-o", "route", "get", str(lab.vip.ip)], capture_output=True, text=True, check=True)
+        .stdout.split(" dev ")[1]
+        .split()[0]
+    )
+    subprocess.run(
+        ["ip", "neigh", "replace", str(lab.vip.ip), "lladdr", mac, "dev", device, "nud", "reachable"], check=True
+    )
 
 
 def undo_all(lab: Lab) -> None:

@@ -6,6 +6,7 @@ import csv
 import http.client
 import io
 import re
+import subprocess
 import time
 from base64 import b64encode
 from collections.abc import Callable
@@ -99,3 +100,15 @@ def keepalived_state(lab: Lab, name: str) -> str:
 def haproxy_alive_flag(lab: Lab, name: str) -> str:
     """What the events watcher last wrote to a balancer's track file ("1" alive, "0" dead)."""
     return lab.sh(name, f"cat {render.HAPROXY_TRACK_FILE}")[1].strip()
+
+
+def mac_address(lab: Lab, name: str) -> str:
+    """The MAC address of a lab host's interface on the lab network."""
+    return lab.sh(name, "cat /sys/class/net/eth0/address")[1].strip()
+
+
+def vip_in_arp_cache(lab: Lab) -> str | None:
+    """The MAC this machine (the lab's client) sends the VIP's packets to, from its ARP cache; None if absent."""
+    out = subprocess.run(["ip", "neigh", "show", "to", str(lab.vip.ip)], capture_output=True, text=True).stdout
+    match = re.search(r"lladdr (\S+)", out)
+    return match[1] if match else None

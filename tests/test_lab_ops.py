@@ -22,9 +22,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from components import render
 from drills import faults, stack
 from drills.load import Load
-from drills.observe import servers_seen_by, wait_until
+from drills.observe import get_vip, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
 from harness.program import ROOT
 from lab.lab import Lab
 
@@ -109,6 +110,24 @@ def test_status_with_a_split_brain_exits_2(serving, lab, master):
         faults.unblock_vrrp_multicast(lab)
     wait_until("one holder again", lambda: lab.vip_holders() == [master], FAILOVER_S)
     wait_until("ops status healthy again", lambda: status_code() == 0, 60, interval=2)
+
+
+def test_a_client_left_on_the_backup_after_two_masters_returns_to_the_master(serving, lab, master, backup):
+    """Two MASTERs at once (a blip; a VRRP version rolled out host by host) leave the client's ARP cache on
+    whichever sent the last gratuitous ARP. If that one goes back to BACKUP, requests still work, forwarded
+    by it (ip_forward), so nothing shows until it reboots: then they time out (the rolling reboot lost 39
+    that way). The MASTER's periodic gratuitous ARP (keepalived.conf.j2) brings the client back."""
+    refresh_s = render.GARP_REFRESH_S
+    assert get_vip(lab).server is not None
+    faults.client_arp_cache_at(lab, backup)
+    assert vip_in_arp_cache(lab) == mac_address(lab, backup)
+    assert get_vip(lab).server is not None, "forwarded by the BACKUP"
+    wait_until(
+        "the client's ARP cache on the MASTER again",
+        lambda: vip_in_arp_cache(lab) == mac_address(lab, master),
+        refresh_s + 2,
+        interval=0.2,
+    )
 
 
 def test_drill_moves_the_vip_and_back_and_prints_one_summary(serving, lab, master, backup):
