@@ -92,11 +92,11 @@ class Hosts:
         if container is not None and container.labels.get(LABEL_SPEC) != spec:
             say(f"{host.name}: image or settings changed, recreating {name}")
             container.remove(force=True)
-            self._remove_volume(volume_name(host))
             container = None
         created = container is None
         if created:
             say(f"{host.name}: creating {name} at {host.address}")
+            self._remove_volume(volume_name(host))  # a new host gets a new disk, not an old one's Docker state
             container = self._create(host, options, spec)
             container.put_archive("/", self._key_files(host))
         if container.status == "running":
