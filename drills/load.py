@@ -35,6 +35,24 @@ class Recording:
     def failed(self) -> list[Sample]:
         return [s for s in self.samples if not s.ok]
 
+    def vip_moves(self) -> list[float]:
+        """When the sampled VIP holder changed (samples every ~0.2 s)."""
+        return [t for (t, holders), (_, before) in zip(self.vip[1:], self.vip, strict=False) if holders != before]
+
+    def cut_by_vip_moves(self, within_s: float = 1.0) -> list[Sample]:
+        """Failed requests a VIP move explains: reset (not timed out, not a 5xx), near a holder change, at
+        most one per move. A connection in flight when the VIP moves sends its next packet to the new
+        holder, which has never seen it and resets it; only connection-state sync between the balancers
+        (conntrackd) would carry it over."""
+        moves = self.vip_moves()
+        cut = []
+        for sample in self.failed:
+            near = [t for t in moves if abs(t - sample.t) <= within_s]
+            if "ConnectionResetError" in sample.detail and near:
+                moves.remove(near[0])
+                cut.append(sample)
+        return cut
+
     def time_to_recovery(self) -> float | None:
         """From the first failure to the first success that starts STEADY_S without failures; 0 if none failed."""
         failed = self.failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.takeover import adverts_in, gratuitous_arps
+from drills.load import Recording, Sample
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +34,24 @@ def test_only_the_vips_own_announcement_counts_as_gratuitous_arp():
     assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:16") == [1764357001.2003]
     assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:15") == []  # not from the BACKUP
     assert gratuitous_arps(CAPTURE, "172.30.42.241", "02:42:ac:1e:2a:16") == []
+
+
+def _recording(failures: list[tuple[float, str]]) -> Recording:
+    """Two VIP moves (lb1 → lb2 at 10.2 s, back at 20.4 s) and the given failed requests among successes."""
+    vip = [(t / 5, "lb1" if t / 5 < 10.2 or t / 5 >= 20.4 else "lb2") for t in range(150)]
+    ok = [Sample(t, True, 1, "200") for t in range(30)]
+    return Recording(30.0, ok + [Sample(t, False, None, detail) for t, detail in failures], vip)
+
+
+RESET = "ConnectionResetError: [Errno 104] Connection reset by peer"
+
+
+def test_a_reset_at_a_vip_move_is_explained_once_per_move():
+    recording = _recording([(10.25, RESET), (10.3, RESET), (20.0, RESET)])
+    assert recording.vip_moves() == [10.2, 20.4]
+    assert [s.t for s in recording.cut_by_vip_moves()] == [10.25, 20.0]
+
+
+def test_a_timeout_or_a_reset_away_from_a_move_is_not_explained():
+    recording = _recording([(10.25, "timeout"), (15.0, RESET), (10.3, "503")])
+    assert recording.cut_by_vip_moves() == []

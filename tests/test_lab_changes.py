@@ -85,9 +85,12 @@ def changed(applied) -> dict[str, str]:
     return applied.plan.changes_besides_every_up()
 
 
-def assert_no_request_failed(recording: Recording) -> None:
+def assert_no_request_failed(recording: Recording, vip_moves: bool = False) -> None:
+    """Nothing failed; with `vip_moves` (a balancer handing the VIP over and back), except a connection
+    reset by the new holder at the instant of a move, at most one per move (`Recording.cut_by_vip_moves`)."""
     assert recording.samples, "the load sent nothing"
-    failed = recording.failed
+    cut = recording.cut_by_vip_moves() if vip_moves else []
+    failed = [s for s in recording.failed if s not in cut]
     assert failed == [], (
         f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}"
     )
@@ -210,7 +213,7 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
     backup_back = done(f"{lab.backup.name}-haproxy-rejoin")
     assert done(f"{lab.master.name}-haproxy-leave").started >= ended(backup_back)
-    assert_no_request_failed(recording)
+    assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
 
 
@@ -225,7 +228,7 @@ def test_a_new_base_image_rolls_every_container(changes, lab):
     assert {kinds[n] for n in containers} == {"replace"} and set(kinds.values()) == {"replace", "update"}
     done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
     assert done(f"{lab.master.name}-haproxy-leave").started >= ended(done(f"{lab.backup.name}-haproxy-rejoin"))
-    assert_no_request_failed(recording)
+    assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
 
 
@@ -260,7 +263,7 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
         maintenance.restart_engines_rolling(lab)
     finally:
         recording = load.finish(tail=3)
-    assert_no_request_failed(recording)
+    assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
     again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
     assert changed(again) == {}
