@@ -38,6 +38,7 @@ from bench.runs import OUT, quiet  # noqa: E402
 from components import render  # noqa: E402
 from drills import faults, stack  # noqa: E402
 from drills.load import Load  # noqa: E402
+from drills.observe import mac_address  # noqa: E402
 from lab.inventory import NETWORK  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
@@ -133,9 +134,7 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
     steady = [prio for t, src, prio in adverts if src == str(master.address) and t < killed]
     steady_prio = statistics.mode(steady) if steady else None
     released = [t for t, src, prio in adverts if src == str(master.address) and t >= killed and prio != steady_prio]
-    interface = lab.inventory.settings.cluster.vrrp.interface
-    backup_mac = lab.sh(backup.name, f"cat /sys/class/net/{interface}/address")[1].strip()
-    arps = gratuitous_arps(packets, str(lab.vip.ip), backup_mac)
+    arps = gratuitous_arps(packets, str(lab.vip.ip), mac_address(lab, backup.name))
     t0 = load.t0 + wall_minus_monotonic
     anchor = died or killed
     # A request sent into the takeover may still succeed (its SYN waits for the VIP's new owner): the

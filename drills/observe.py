@@ -103,8 +103,9 @@ def haproxy_alive_flag(lab: Lab, name: str) -> str:
 
 
 def mac_address(lab: Lab, name: str) -> str:
-    """The MAC address of a lab host's interface on the lab network."""
-    return lab.sh(name, "cat /sys/class/net/eth0/address")[1].strip()
+    """The MAC address of a lab host's VRRP interface (the stack's `vrrp.interface`), on the lab network."""
+    interface = lab.inventory.settings.cluster.vrrp.interface
+    return lab.sh(name, f"cat /sys/class/net/{interface}/address")[1].strip()
 
 
 def vip_in_arp_cache(lab: Lab) -> str | None:
