@@ -130,6 +130,11 @@ class Lab:
         return self.keys.state_file
 
     @property
+    def stacks_dir(self) -> Path:
+        """Where the lab engine keeps each stack's state (its `pulumi login --local` directory)."""
+        return self.state_dir / "engine"
+
+    @property
     def private_key_path(self) -> Path:
         return self.keys.private_key_path
 
@@ -165,7 +170,7 @@ class Lab:
         """New hosts make the lab engine's stack state describe machines that are gone (this machine restarted,
         `docker rm`): as after reinstalling every Pi, the state is set aside so the next deploy starts afresh.
         Only some hosts new: their resources would be missing, so say what to do instead of guessing."""
-        stacks = self.state_dir / "engine"
+        stacks = self.stacks_dir
         if not created or not stacks.exists() or not any(stacks.iterdir()):
             return
         if len(created) == len(self.hosts):

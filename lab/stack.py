@@ -45,7 +45,7 @@ class Applied:
 
 
 def backend(lab: Lab) -> Backend:
-    return Backend(lab.state_dir / "engine")
+    return Backend(lab.stacks_dir)
 
 
 def lab_layer(lab: Lab) -> dict:
