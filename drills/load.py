@@ -53,6 +53,11 @@ class Recording:
                 cut.append(sample)
         return cut
 
+    def failed_besides_vip_moves(self) -> list[Sample]:
+        """The failed requests that `cut_by_vip_moves` does not explain."""
+        cut = self.cut_by_vip_moves()
+        return [s for s in self.failed if s not in cut]
+
     def time_to_recovery(self) -> float | None:
         """From the first failure to the first success that starts STEADY_S without failures; 0 if none failed."""
         failed = self.failed

@@ -50,6 +50,7 @@ def test_a_reset_at_a_vip_move_is_explained_once_per_move():
     recording = _recording([(10.25, RESET), (10.3, RESET), (20.0, RESET)])
     assert recording.vip_moves() == [10.2, 20.4]
     assert [s.t for s in recording.cut_by_vip_moves()] == [10.25, 20.0]
+    assert [s.t for s in recording.failed_besides_vip_moves()] == [10.3]
 
 
 def test_a_timeout_or_a_reset_away_from_a_move_is_not_explained():

@@ -89,8 +89,7 @@ def assert_no_request_failed(recording: Recording, vip_moves: bool = False) -> N
     """Nothing failed; with `vip_moves` (a balancer handing the VIP over and back), except a connection
     reset by the new holder at the instant of a move, at most one per move (`Recording.cut_by_vip_moves`)."""
     assert recording.samples, "the load sent nothing"
-    cut = recording.cut_by_vip_moves() if vip_moves else []
-    failed = [s for s in recording.failed if s not in cut]
+    failed = recording.failed_besides_vip_moves() if vip_moves else recording.failed
     assert failed == [], (
         f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}"
     )
