@@ -8,7 +8,7 @@ import pulumi
 
 from components import render
 from components.host import HostPreparation
-from components.remote import remote_script
+from components.remote import every_run_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -42,7 +42,9 @@ class KeepalivedPair(pulumi.ComponentResource):
         master, backup = args.balancers
         self.master = master.name
         # The BACKUP's steps first, each of the MASTER's after its BACKUP twin: a change (a firewall
-        # script, a watcher, a keepalived value) never touches both hosts at once.
+        # script, a watcher, a keepalived value) never touches both hosts at once. A changed keepalived.conf
+        # stops the BACKUP's keepalived until the MASTER has reloaded (keepalived.sh says why); the resume
+        # step, on every up, starts it again.
         backup_steps: dict[str, pulumi.Resource] = {}
         for host, peer in ((backup, master), (master, backup)):
             prepared = args.prepared[host.name]
@@ -77,7 +79,7 @@ class KeepalivedPair(pulumi.ComponentResource):
             keepalived = remote_script(
                 f"{name}-{host.name}-keepalived",
                 prepared.connection,
-                conf.apply(args.rendering.keepalived_script),
+                conf.apply(lambda text, pause=host is backup: args.rendering.keepalived_script(cluster, text, pause)),
                 delete_script=args.rendering.keepalived_delete_script(),
                 carries_secrets=True,
                 parent=self,
@@ -85,5 +87,13 @@ class KeepalivedPair(pulumi.ComponentResource):
             )
             if host is backup:
                 backup_steps = {"vrrp-host": vrrp_host, "haproxy-watch": tracking[-1], "keepalived": keepalived}
+            else:
+                every_run_script(
+                    f"{name}-{backup.name}-keepalived-resume",
+                    args.prepared[backup.name].connection,
+                    args.rendering.keepalived_resume_script(),
+                    parent=self,
+                    depends_on=[keepalived],
+                )
         # Registered last, after both hosts' steps are declared.
         self.register_outputs({"master": self.master, "vip": str(cluster.vrrp.vip.ip)})

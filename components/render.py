@@ -144,6 +144,12 @@ def handover_timeout_s(cluster: Cluster) -> int:
     return int(4 * cluster.vrrp.advert_interval) + 10
 
 
+def peer_takeover_s(cluster: Cluster) -> float:
+    """How long a new VRRP instance on the peer takes to be MASTER: Master_Down_Interval (3 adverts and a
+    skew under one advert), and a second for the step that started it to have returned."""
+    return round(4 * cluster.vrrp.advert_interval + 1, 3)
+
+
 def _server(server: str) -> dict[str, str]:
     """What the drain and ready steps need to reach `server` in a balancer's HAProxy."""
     return {
@@ -276,8 +282,21 @@ class Renderer:
     def haproxy_watch_delete_script(self) -> str:
         return self.script("haproxy-watch-delete.sh")
 
-    def keepalived_script(self, config: str) -> str:
-        return self.script("keepalived.sh", CONFIG_B64=b64(config))
+    def keepalived_script(self, cluster: Cluster, config: str, pause_for_peer: bool) -> str:
+        """`pause_for_peer` on the BACKUP, whose step runs first: stopped if its config changes, until the
+        resume step (a reload on each host in turn lets them disagree in between)."""
+        return self.script(
+            "keepalived.sh",
+            CONFIG_B64=b64(config),
+            PAUSE_FOR_PEER="yes" if pause_for_peer else "no",
+            INTERFACE=cluster.vrrp.interface,
+            VIP=str(cluster.vrrp.vip.ip),
+            PEER_TAKEOVER_S=f"{peer_takeover_s(cluster):g}",
+        )
+
+    def keepalived_resume_script(self) -> str:
+        """After the MASTER's keepalived step, on every up: the BACKUP's keepalived running again."""
+        return self.script("keepalived-resume.sh")
 
     def keepalived_delete_script(self) -> str:
         return self.script("keepalived-delete.sh")

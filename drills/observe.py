@@ -97,6 +97,12 @@ def keepalived_state(lab: Lab, name: str) -> str:
     return states[-1] if states else "UNKNOWN"
 
 
+def vrrp_states_entered(lab: Lab, name: str, since: float) -> list[str]:
+    """The VRRP states a balancer entered since `since` (epoch seconds), from the notify hook's journal."""
+    _, log = lab.sh(name, f"journalctl -t pihalb-vrrp -o cat --no-pager --since @{int(since)}", check=False)
+    return re.findall(r"entered (\w+) state", log)
+
+
 def haproxy_alive_flag(lab: Lab, name: str) -> str:
     """What the events watcher last wrote to a balancer's track file ("1" alive, "0" dead)."""
     return lab.sh(name, f"cat {render.HAPROXY_TRACK_FILE}")[1].strip()

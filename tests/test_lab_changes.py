@@ -31,6 +31,7 @@ from harness.command_ops import StepError
 from harness.program import ROOT
 from lab.images import BASE_IMAGE
 from lab.lab import Lab
+from tests.vrrp_checks import assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
 
@@ -166,25 +167,37 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "steps"),
+    ("path", "value", "steps", "vip_stays"),
     [
-        ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config")),  # a haproxy.cfg value: reloaded
-        ("vrrp.track.weight", 2, ("vrrp", "keepalived")),  # a keepalived value: reloaded, nothing deleted
+        ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config"), True),  # a haproxy.cfg value: reloaded
+        # A keepalived value, nothing deleted: a weight that would let the BACKUP outbid the MASTER were both
+        # reloaded in turn (0 -> 2: 102 against 101). The BACKUP waits stopped while the MASTER reloads.
+        ("vrrp.track.weight", 2, ("vrrp", "keepalived"), True),
+        # A change of the instance's identity: keepalived starts a new instance on each host, the BACKUP's
+        # takes the VIP while the MASTER's starts, then the MASTER takes it back (two VIP moves).
+        ("vrrp.mode", "unicast", ("vrrp", "keepalived"), False),
     ],
-    ids=["haproxy.cfg", "keepalived.conf"],
+    ids=["haproxy.cfg", "keepalived.conf", "keepalived.conf-identity"],
 )
-def test_a_config_value_is_reloaded_in_place_on_both_balancers(changes, lab, path, value, steps):
+def test_a_config_value_is_reloaded_in_place_on_both_balancers(changes, lab, path, value, steps, vip_stays):
     """Changed, then changed back (the profile's own value stays for the tests after this one)."""
     kind, step = steps
     expected = on_balancers(lab, step) if kind == "haproxy" else vrrp(lab, step)
+
+    def apply_it() -> None:
+        since = time.time()
+        applied, recording = changes.apply_under_load()
+        assert changed(applied) == expected
+        assert_no_request_failed(recording, vip_moves=not vip_stays)
+        if vip_stays:
+            assert_the_master_kept_the_vip(lab, recording, since)
+        else:
+            assert lab.vip_holders() == [lab.balancers[0].name]
+
     changes.values[path] = value
-    applied, recording = changes.apply_under_load()
-    assert changed(applied) == expected
-    assert_no_request_failed(recording)
+    apply_it()
     del changes.values[path]
-    applied, recording = changes.apply_under_load()
-    assert changed(applied) == expected
-    assert_no_request_failed(recording)
+    apply_it()
     assert_healthy(lab)
 
 

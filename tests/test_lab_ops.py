@@ -18,16 +18,18 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from components import render
 from drills import faults, stack
-from drills.load import Load
+from drills.load import Load, Recording
 from drills.observe import get_vip, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
 from harness.program import ROOT
 from lab.lab import Lab
+from tests.vrrp_checks import assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
 
@@ -202,11 +204,25 @@ def test_a_killed_keepalived_is_restarted_by_systemd(serving, lab, master, backu
 
 
 @pytest.fixture(scope="module")
-def tuned(serving, lab: Lab) -> None:
-    """The tuned profile, where a rolling change under load must cost no request."""
-    stack.apply(lab, stack="dev-tuned", log=lambda line: None)
+def tuned(serving, lab: Lab) -> tuple[float, Recording]:
+    """The tuned profile, where a rolling change under load must cost no request, applied over the paper's
+    under load: a new VRRP version and advert interval, the events watcher. When it started, and the load."""
+    since = time.time()
+    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    try:
+        stack.apply(lab, stack="dev-tuned", log=lambda line: None)
+    finally:
+        recording = load.finish(tail=3)
     stack.wait_serving(lab)
     wait_until("ops status healthy", lambda: status_code("dev-tuned") == 0, 60, interval=2)
+    return since, recording
+
+
+def test_the_switch_to_the_tuned_profile_keeps_the_vip_on_the_master(tuned, lab):
+    """The BACKUP's keepalived waits stopped while the MASTER reloads (VRRPv2 and v3 do not hear each other)."""
+    since, recording = tuned
+    assert recording.samples and recording.failed == []
+    assert_the_master_kept_the_vip(lab, recording, since)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import subprocess
 import pytest
 
 from components import render
+from components.settings import CLUSTER_KEY, CONFIG_NAMESPACE, parse_cluster
+from harness import program
 from ops import __main__ as cli
 from ops import config as ops_config
 from ops import drill, rolling, status
@@ -417,7 +419,8 @@ def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkey
 
 
 def _keepalived_script() -> str:
-    return render.Renderer(render.FILES).keepalived_script("global_defs {\n}\n")
+    cluster = parse_cluster(program.stack_file_config("dev")[f"{CONFIG_NAMESPACE}:{CLUSTER_KEY}"])
+    return render.Renderer(render.FILES).keepalived_script(cluster, "global_defs {\n}\n", pause_for_peer=False)
 
 
 def _notify_script() -> str:

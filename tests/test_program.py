@@ -273,11 +273,13 @@ def _append_comment(files, relative: str) -> None:
 
 
 # Replaced on every up by a fresh trigger: the connectivity checks, and the steps that put each server
-# back into service on each balancer and each balancer back into VRRP (idempotent, nothing to delete).
+# back into service on each balancer and each balancer back into VRRP, and the BACKUP's keepalived running
+# again after the MASTER's keepalived step (idempotent, nothing to delete).
 PINGS = (
     {f"{h}-ping": "replace" for h in ("server1", "server2", "server3", "lb1", "lb2")}
     | {f"{s}-nginx-ready-on-{lb}": "replace" for s in ("server1", "server2", "server3") for lb in ("lb1", "lb2")}
     | {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}
+    | {"vrrp-lb2-keepalived-resume": "replace"}
 )
 
 
@@ -365,6 +367,20 @@ def test_changes_roll_one_host_at_a_time(program):
     assert program.depends_on(program.named(f"{master}-haproxy-container"), program.named(f"{master}-haproxy-leave"))
     for step in ("vrrp-host", "keepalived"):
         assert program.depends_on(program.named(f"vrrp-{master}-{step}"), program.named(f"vrrp-{backup}-{step}"))
+
+
+def test_the_backups_keepalived_waits_stopped_until_the_master_has_reloaded(program):
+    """keepalived.sh pauses the BACKUP on a changed config; the resume step, after the MASTER's, runs every up."""
+    master, backup = program.outputs["vrrpMaster"], "lb2"
+    master_step, backup_step = (program.named(f"vrrp-{lb}-keepalived") for lb in (master, backup))
+    assert re.search(r"^PAUSE_FOR_PEER=yes$", script_of(backup_step), re.M)
+    assert re.search(r"^PAUSE_FOR_PEER=no$", script_of(master_step), re.M)
+    advert = program_config(program)["vrrp"]["advertInterval"]
+    assert re.search(rf"^PEER_TAKEOVER_S={4 * advert + 1:g}$", script_of(master_step), re.M)
+    resume = program.named(f"vrrp-{backup}-keepalived-resume")
+    assert program.depends_on(resume, master_step) and program.depends_on(master_step, backup_step)
+    assert resume.inputs["connection"]["host"] == program.outputs["balancers"][backup]
+    assert len(resume.inputs["triggers"]) == 1 and "delete" not in resume.inputs
 
 
 def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(run_stack, files_copy):

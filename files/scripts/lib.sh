@@ -14,12 +14,17 @@ install_if_different() {
     rm -f "$staged"
 }
 
-# ensure_running UNIT: enabled at boot and active now.
-ensure_running() {
+# ensure_enabled UNIT: started at boot.
+ensure_enabled() {
     if [ "$(systemctl is-enabled "$1" 2>/dev/null || true)" != enabled ]; then
         sudo -n systemctl enable "$1"
         changed=yes
     fi
+}
+
+# ensure_running UNIT: enabled at boot and active now.
+ensure_running() {
+    ensure_enabled "$1"
     if ! systemctl is-active --quiet "$1"; then
         sudo -n systemctl start "$1"
         changed=yes
