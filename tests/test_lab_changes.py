@@ -92,7 +92,9 @@ def assert_no_request_failed(recording: Recording, vip_moves: bool = False) -> N
     assert recording.samples, "the load sent nothing"
     failed = recording.failed_besides_vip_moves() if vip_moves else recording.failed
     assert failed == [], (
-        f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}"
+        f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}; "
+        f"VIP holders sampled within 2 s of it: {[(t, h) for t, h in recording.vip if abs(t - failed[0].t) <= 2]}; "
+        f"VRRP states within 2 s: {[s for s in recording.states if abs(s[0] - failed[0].t) <= 2]}"
     )
 
 
