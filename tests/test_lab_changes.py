@@ -31,7 +31,7 @@ from harness.command_ops import StepError
 from harness.program import ROOT
 from lab.images import BASE_IMAGE
 from lab.lab import Lab
-from tests.vrrp_checks import assert_the_master_kept_the_vip
+from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
 
@@ -84,18 +84,6 @@ def apply_values(config: dict, values: dict[str, object]) -> None:
 def changed(applied) -> dict[str, str]:
     """The plan's changes, without the steps replaced on every up (by design)."""
     return applied.plan.changes_besides_every_up()
-
-
-def assert_no_request_failed(recording: Recording, vip_moves: bool = False) -> None:
-    """Nothing failed; with `vip_moves` (a balancer handing the VIP over and back), except a connection
-    reset by the new holder at the instant of a move, at most one per move (`Recording.cut_by_vip_moves`)."""
-    assert recording.samples, "the load sent nothing"
-    failed = recording.failed_besides_vip_moves() if vip_moves else recording.failed
-    assert failed == [], (
-        f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}; "
-        f"VIP holders sampled within 2 s of it: {[(t, h) for t, h in recording.vip if abs(t - failed[0].t) <= 2]}; "
-        f"VRRP states within 2 s: {[s for s in recording.states if abs(s[0] - failed[0].t) <= 2]}"
-    )
 
 
 def assert_healthy(lab: Lab) -> None:

@@ -1,4 +1,4 @@
-"""Checks on the VRRP pair shared by the lab test modules."""
+"""Checks on the load through the VIP and on the VRRP pair, shared by the lab test modules."""
 
 from __future__ import annotations
 
@@ -14,3 +14,15 @@ def assert_the_master_kept_the_vip(lab: Lab, recording: Recording, since: float)
     assert observe.vrrp_states_entered(lab, master, since) == []
     assert "MASTER" not in observe.vrrp_states_entered(lab, backup, since)
     assert {holders for _, holders in recording.vip} == {master}
+
+
+def assert_no_request_failed(recording: Recording, vip_moves: bool = False) -> None:
+    """Nothing failed; with `vip_moves` (a balancer handing the VIP over and back), except a connection
+    reset by the new holder at the instant of a move, at most one per move (`Recording.cut_by_vip_moves`)."""
+    assert recording.samples, "the load sent nothing"
+    failed = recording.failed_besides_vip_moves() if vip_moves else recording.failed
+    assert failed == [], (
+        f"{len(failed)} of {len(recording.samples)} failed, first at {failed[0].t}s: {failed[0].detail}; "
+        f"VIP holders sampled within 2 s of it: {[(t, h) for t, h in recording.vip if abs(t - failed[0].t) <= 2]}; "
+        f"VRRP states within 2 s: {[s for s in recording.states if abs(s[0] - failed[0].t) <= 2]}"
+    )
