@@ -6,6 +6,7 @@ The tools come from Debian packages (`.ci/run` installs them); a missing tool fa
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shlex
 import shutil
@@ -40,7 +41,7 @@ VARIANTS = {
 def tool(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        pytest.fail(f"{name} is not installed: apt-get install haproxy keepalived nginx-light shellcheck psmisc")
+        pytest.fail(f"{name} is not installed: scripts/setup installs it (apt-get install {name})")
     return path
 
 
@@ -115,9 +116,17 @@ def stats_login(cfg: str, passwords: list[str], tmp_path: Path) -> list[int]:
         proc.wait(5)
 
 
-def keepalived_dump(conf: str, interface: str, address: str, tmp_path: Path) -> dict[str, str]:
+# A line of keepalived's `-d` dump on the console: strftime's "%c" in the C locale, then "Name = value".
+# "%c" pads the day of the month with a space ("Mon Dec  7 10:57:05 2026"), hence ` +`.
+KEEPALIVED_DUMP_LINE = re.compile(r"^\w{3} \w{3} +\d{1,2} \d{2}:\d{2}:\d{2} \d{4}:\s+(\w[\w ]*?) = (.*)$")
+
+
+def keepalived_dump(
+    conf: str, interface: str, address: str, tmp_path: Path, faked_date: str | None = None
+) -> dict[str, str]:
     """Start the real keepalived on the rendered config in a throwaway network namespace (a veth pair
-    named like the configured interface) and return its own dump of what it read (`-d`)."""
+    named like the configured interface) and return its own dump of what it read (`-d`); with
+    `faked_date`, keepalived's clock says that date (Debian's faketime)."""
     path = tmp_path / "keepalived.conf"
     path.write_text(conf)
     peer = "pihalb-peer0" if interface != "pihalb-peer0" else "pihalb-peer1"
@@ -127,7 +136,10 @@ def keepalived_dump(conf: str, interface: str, address: str, tmp_path: Path) -> 
     )
     args = [tool("unshare"), "-n", "sh", "-c", setup, "sh", interface, peer, f"{address}/24", tool("keepalived")]
     args += [str(path), str(tmp_path / "k.pid"), str(tmp_path / "v.pid")]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if faked_date is not None:
+        args = [tool("faketime"), faked_date, *args]
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     try:
         deadline = time.monotonic() + 10
@@ -147,7 +159,7 @@ def keepalived_dump(conf: str, interface: str, address: str, tmp_path: Path) -> 
             proc.wait(5)
     dump = {}
     for line in lines:
-        match = re.search(r"^\S+ \S+ \d+ [\d:]+ \d+:\s+(\w[\w ]*?) = (.*)$", line.rstrip("\n"))
+        match = KEEPALIVED_DUMP_LINE.search(line.rstrip("\n"))
         if match:
             dump.setdefault(match.group(1), match.group(2))
     assert "Priority" in dump, "".join(lines)
@@ -298,6 +310,14 @@ def test_vrrp_password_with_comment_and_block_characters_reaches_keepalived_unch
     run([tool("keepalived"), "--config-test", "-f", str(path)])
     dump = keepalived_dump(conf, "eth0", "172.30.42.21", tmp_path)
     assert dump["Password"] == "a#b!c}'$"
+    assert dump["Priority"] == "101" and dump["Interface"] == "eth0"
+
+
+@pytest.mark.parametrize("date", ["2026-12-07 10:57:05", "2026-12-17 10:57:05", "2027-01-01 00:00:00"])
+def test_keepalived_dump_is_read_whatever_the_day_of_the_month(dev, tmp_path, date):
+    """keepalived pads a one-digit day ("Mon Dec  7"): the suite was red on the 1st-9th of every month."""
+    conf = embedded_file(dev.named("vrrp-lb1-keepalived"))
+    dump = keepalived_dump(conf, "eth0", "172.30.42.21", tmp_path, faked_date=date)
     assert dump["Priority"] == "101" and dump["Interface"] == "eth0"
 
 
