@@ -44,6 +44,7 @@ class Resource:
     retain_on_delete: bool = False
     secret_paths: list[str] = field(default_factory=list)
     delete: bool = False  # an old copy kept until its replacement's delete step runs (Pulumi's "pending deletion")
+    init_errors: list[str] = field(default_factory=list)  # a create that failed after making it (kept as is)
     created: str = ""
     modified: str = ""
 
@@ -74,6 +75,7 @@ class Resource:
             ("replacementTrigger", self.replacement_trigger),
             ("retainOnDelete", self.retain_on_delete),
             ("delete", self.delete),
+            ("initErrors", self.init_errors),
             ("created", self.created),
             ("modified", self.modified),
         ):
@@ -104,9 +106,21 @@ class Resource:
             retain_on_delete=data.get("retainOnDelete", False),
             secret_paths=sorted(set(secret_paths)),
             delete=data.get("delete", False),
+            init_errors=list(data.get("initErrors", [])),
             created=data.get("created", ""),
             modified=data.get("modified", ""),
         )
+
+
+def hosts_of(resource: Resource) -> set[str]:
+    """The addresses a resource's operations reach: a remote command's connection, a provider's `ssh://` host."""
+    connection = resource.inputs.get("connection")
+    if isinstance(connection, dict) and isinstance(connection.get("host"), str):
+        return {connection["host"]}
+    url = resource.inputs.get("host")
+    if resource.type.startswith("pulumi:providers:") and isinstance(url, str) and url.startswith("ssh://"):
+        return {url.removeprefix("ssh://").split("@")[-1].rsplit(":", 1)[0]}
+    return set()
 
 
 def now() -> str:

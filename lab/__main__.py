@@ -1,4 +1,4 @@
-"""`python -m lab up | down [--all] | status | seed | preview | deploy | destroy [--profile P] [--replace NAME]`.
+"""`python -m lab up | down [--all] | status | seed | served | preview | deploy | destroy [--profile P] [...]`.
 
 Manage the five simulated Pis from the repository root, and plan/apply/destroy the program on them with
 the lab engine (Pulumi's rules; `preview` touches nothing).
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("seed", help="copy the base image into every host daemon that Docker runs in")
     commands.add_parser("targets", help="the --target URNs of every host's preparation (for scripts/deploy-dev)")
+    commands.add_parser("served", help="wait (bounded) until a page comes through the VIP, and say where")
     commands.add_parser("config-set", help="`pulumi config set` the lab's host keys and secrets (real CLI only)")
     for verb, text in (
         ("preview", "print what `up` would do to the lab's stack, touching nothing"),
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "targets":
             print("\n".join(stack.host_preparation_targets(stack.declare(lab))))
             return 0
+        elif args.command == "served":
+            say(f"served at {lab.vip_url} ({lab.wait_served()})")
         elif args.command == "config-set":
             stack.pulumi_config_set(lab)
         elif args.command in ("preview", "deploy", "destroy"):
@@ -92,6 +95,7 @@ def run_engine(lab: Lab, verb: str, profile: str, replace: list[str]) -> int:
             applied = stack.up(lab, profile, replace=replace)
             print(render(applied.plan, STACK, verb="Updated"))
             print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
+            say(f"served at {lab.vip_url} ({lab.wait_served()})")
     except (StepError, ConfigError) as error:
         print(f"lab: {verb} failed: {error}", file=sys.stderr)
         return 1

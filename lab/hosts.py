@@ -96,7 +96,7 @@ class Hosts:
         created = container is None
         if created:
             say(f"{host.name}: creating {name} at {host.address}")
-            self._remove_volume(volume_name(host))  # a new host gets a new disk, not an old one's Docker state
+            self._remove_volume(volume_name(host.name))  # a new host gets a new disk, not an old one's Docker state
             container = self._create(host, options, spec)
             container.put_archive("/", self._key_files(host))
         if container.status == "running":
@@ -116,6 +116,23 @@ class Hosts:
         self.shell.container(host.name).start()
         self.wait_ready([host])
 
+    def departed(self, inventory: Inventory) -> dict[str, str]:
+        """Hosts the lab made that the stack file no longer lists: name -> address."""
+        names = {host.name for host in inventory.hosts}
+        departed = {}
+        for container in self._docker.containers.list(all=True, filters={"label": LABEL_LAB}):
+            name = container.labels.get(LABEL_LAB, "")
+            if container.name == f"{NAME_PREFIX}{name}" and name not in names:
+                networks = container.attrs["NetworkSettings"]["Networks"]
+                departed[name] = networks.get(NETWORK, {}).get("IPAMConfig", {}).get("IPv4Address", "")
+        return departed
+
+    def remove(self, name: str) -> None:
+        """A host and its disk, gone."""
+        say(f"{name}: left the stack file and the stack holds nothing on it: removing it and its disk")
+        self._docker.containers.get(f"{NAME_PREFIX}{name}").remove(force=True)
+        self._remove_volume(volume_name(name))
+
     def remove_all(self) -> None:
         """Every container, volume and network the lab labelled, whatever the inventory says now."""
         lab_filter = {"label": LABEL_LAB}
@@ -132,7 +149,7 @@ class Hosts:
     def _create(self, host: Host, options: dict, spec: str) -> Container:
         create = {k: v for k, v in options.items() if k != "address"}
         endpoint = self._docker.api.create_endpoint_config(ipv4_address=options["address"])
-        self._docker.volumes.create(volume_name(host), labels={LABEL_LAB: "docker-volume"})
+        self._docker.volumes.create(volume_name(host.name), labels={LABEL_LAB: "docker-volume"})
         return self._docker.containers.create(
             **create,
             networking_config={NETWORK: endpoint},
@@ -234,10 +251,13 @@ def _options(host: Host, image: Image) -> dict:
         "device_cgroup_rules": ["a *:* rwm"],
         "volumes": {
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-            volume_name(host): {"bind": "/var/lib/docker", "mode": "rw"},
+            volume_name(host.name): {"bind": "/var/lib/docker", "mode": "rw"},
         },
         "tmpfs": {"/run": "", "/run/lock": ""},
         "sysctls": HOST_SYSCTLS,
+        # A reboot exits the container with 129 and boots it again; poweroff exits 0 and a kill cancels the
+        # policy, so those stay off (lab/host/Dockerfile): a Pi's power, not a watcher around the lab.
+        "restart_policy": {"Name": "on-failure"},
         "network": NETWORK,
         "address": str(host.address),
     }

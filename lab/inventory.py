@@ -28,9 +28,9 @@ def container_name(host: Host) -> str:
     return f"{NAME_PREFIX}{host.name}"
 
 
-def volume_name(host: Host) -> str:
-    """The host's /var/lib/docker, kept on a volume so the inner daemon does not write to overlayfs."""
-    return f"{NAME_PREFIX}{host.name}-docker"
+def volume_name(name: str) -> str:
+    """Host `name`'s /var/lib/docker, kept on a volume so the inner daemon does not write to overlayfs."""
+    return f"{NAME_PREFIX}{name}-docker"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ containers, readiness), shell (commands inside a host).
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
+import urllib.request
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -21,6 +23,7 @@ from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
 from components.settings import Host
+from harness.state import Checkpoint, hosts_of
 from lab.engine import Engine
 from lab.hosts import Hosts
 from lab.images import BASE_IMAGE, Images
@@ -30,6 +33,7 @@ from lab.output import LabError, say
 from lab.shell import Shell
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVED_TIMEOUT_S = 60
 
 
 @dataclass
@@ -161,10 +165,25 @@ class Lab:
         self._hosts.ensure_network()
         done = {host.name: self._hosts.ensure(host, image) for host in self.hosts}
         self._hosts.wait_ready(self.hosts)
+        self._retire_departed_hosts()
         self.images.remove_unused_host_images(image)
         self._forget_stacks_of_old_hosts([name for name, what in done.items() if what == "created"])
         running = sum(what == "running" for what in done.values())
         say(f"lab up in {time.monotonic() - started:.1f}s ({len(done) - running} started, {running} already running)")
+
+    def _retire_departed_hosts(self) -> None:
+        """A host that left the stack file keeps running while the stack still has resources on it, so that
+        a deploy deletes them over its old connection, as `pulumi up` does with a Pi that leaves the stack;
+        once the stack holds nothing on it, it is removed with its disk (a Pi unplugged and wiped)."""
+        stacks = [Checkpoint.load(d / "state.json") for d in self.stacks_dir.glob("*") if d.is_dir()]
+        for name, address in self._hosts.departed(self.inventory).items():
+            if any(address in hosts_of(resource) for stack in stacks for resource in stack.resources):
+                say(
+                    f"{name} ({address}) left the stack file but the stack still has resources on it: kept running"
+                    " until a deploy deletes them; the next `lab up` then removes it"
+                )
+            else:
+                self._hosts.remove(name)
 
     def _forget_stacks_of_old_hosts(self, created: list[str]) -> None:
         """New hosts make the lab engine's stack state describe machines that are gone (this machine restarted,
@@ -256,9 +275,43 @@ class Lab:
         """Shut host `name` down cleanly (systemd gets SIGRTMIN+3), like pulling a Pi's power after halt."""
         self._hosts.stop(self.host(name))
 
+    def wait_ready(self, names: list[str]) -> None:
+        """Wait, bounded, until these hosts' systemd has booted and SSH with sudo answers."""
+        self._hosts.wait_ready([self.host(name) for name in names])
+
+    def cut_power(self, name: str) -> None:
+        """Host `name` loses power at once (SIGKILL): it stays off, whatever its restart policy, until started."""
+        say(f"{name}: power cut")
+        self.container(name).kill()
+
     def start_host(self, name: str) -> None:
         """Boot host `name` again and wait until systemd and SSH answer."""
         self._hosts.start(self.host(name))
+
+    @property
+    def vip_url(self) -> str:
+        port = self.frontend_port
+        return f"http://{self.vip.ip}/" if port == 80 else f"http://{self.vip.ip}:{port}/"
+
+    def wait_served(self, timeout: float = SERVED_TIMEOUT_S) -> str:
+        """Wait, bounded, until a page comes through the VIP (keepalived elects its MASTER after the apply:
+        3 adverts of silence at the paper's 1 s); return what answered. LabError when nothing did."""
+        deadline = time.monotonic() + timeout
+        problem = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.vip_url, timeout=2) as response:
+                    page = response.read().decode(errors="replace")
+                match = re.search(r"Hello world from server \d+", page)
+                if response.status == 200 and match:
+                    return match[0]
+                problem = f"HTTP {response.status} without a server's page"
+            except OSError as error:
+                problem = str(getattr(error, "reason", error))
+            time.sleep(0.2)
+        raise LabError(
+            f"{self.vip_url} did not serve a page within {timeout:.0f}s ({problem}); see `python -m lab status`"
+        )
 
     def _carries_vip(self, ip_addr_output: str) -> bool:
         return f"inet {self.vip.ip}/" in ip_addr_output

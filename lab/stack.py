@@ -51,8 +51,9 @@ def backend(lab: Lab) -> Backend:
 def lab_layer(lab: Lab) -> dict:
     """Host keys the lab recorded, and the secrets it generated: what a user would `pulumi config set`."""
     state = lab.state()
+    listed = {host.name for host in lab.hosts}  # a host that left the stack file has no key to set
     return {
-        f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}": {name: host.host_key for name, host in state.hosts.items()},
+        f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}": {n: h.host_key for n, h in state.hosts.items() if n in listed},
         f"{CONFIG_NAMESPACE}:{SSH_PRIVATE_KEY_KEY}": state.private_key,
         f"{CONFIG_NAMESPACE}:{VRRP_PASSWORD_KEY}": state.vrrp_password,
         f"{CONFIG_NAMESPACE}:{STATS_PASSWORD_KEY}": state.stats_password,
@@ -92,14 +93,17 @@ def declare(lab: Lab, profile: str = STACK, alter: Alter | None = None, files: P
 
 
 def engine(lab: Lab, log: Callable[[str], None] = print) -> Engine:
-    """The engine on the lab's checkpoint; each new Docker daemon gets the base image (no registry here)."""
+    """The engine on the lab's checkpoint; each new Docker daemon gets the base image (no registry here).
+
+    A daemon of a host that left the stack file is only reached to delete what the stack has there: it
+    gets nothing."""
     by_address = {str(host.address): host.name for host in lab.hosts}
-    return Engine(
-        backend(lab).checkpoint(STACK),
-        program.ROOT,
-        on_docker_ready=lambda address: lab.seed_base_image(by_address[address]),
-        log=log,
-    )
+
+    def seed(address: str) -> None:
+        if address in by_address:
+            lab.seed_base_image(by_address[address])
+
+    return Engine(backend(lab).checkpoint(STACK), program.ROOT, on_docker_ready=seed, log=log)
 
 
 def preview(

@@ -10,16 +10,13 @@ brought back and re-applied afterwards). No test asserts a timing.
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -225,36 +222,12 @@ def test_the_switch_to_the_tuned_profile_keeps_the_vip_on_the_master(tuned, lab)
     assert_the_master_kept_the_vip(lab, recording, since)
 
 
-@contextlib.contextmanager
-def powered_back_on(lab: Lab) -> Iterator[None]:
-    """Start again any lab host whose container exits (a rebooting systemd in a container may end it
-    instead of booting again): a Pi comes back by itself after `systemctl reboot`."""
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.5):
-            for host in lab.hosts:
-                with contextlib.suppress(Exception):
-                    container = lab.container(host.name)
-                    if container.status == "exited":
-                        container.start()
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=10)
-
-
 def test_rolling_reboot_under_load_costs_no_request(tuned, lab, master, backup):
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
-    with powered_back_on(lab):
-        try:
-            result = ops("reboot", "--stack", "dev-tuned", timeout=1700)
-        finally:
-            recording = load.finish(tail=3)
+    try:
+        result = ops("reboot", "--stack", "dev-tuned", timeout=1700)
+    finally:
+        recording = load.finish(tail=3)
     assert result.returncode == 0, said(result)
     rebooting = [m.group(1) for m in re.finditer(r"^\s*[\d.]+s (\S+): rebooting$", result.stdout, re.M)]
     assert rebooting == [*(s.name for s in lab.servers), backup, master], said(result)
