@@ -60,7 +60,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
         cluster, prepared, hp = args.cluster, args.prepared, args.cluster.haproxy
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", args.rendering, cluster, "haproxy", on_host)
-        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "haproxy", prepared, self)
+        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "haproxy", self.image, prepared, self)
         config = pulumi.Output.from_input(args.stats_password).apply(
             lambda password: args.rendering.haproxy_cfg(cluster, args.host, list(args.servers), password)
         )

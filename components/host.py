@@ -115,17 +115,20 @@ def image_prune(
     rendering: render.Renderer,
     cluster: Cluster,
     kind: str,
+    image: docker.Image,
     prepared: HostPreparation,
     parent: pulumi.Resource,
 ):
-    """Old tags of `kind` removed on every change, all of them on delete (the containers depend on it)."""
+    """After every build of `kind`: its leftovers and old tags removed; on delete all of ours (the containers
+    depend on it, so they go first). pulumi-docker's classic build never asks the daemon to remove the
+    containers of its steps (see docs/pulumi-rules.md), so nothing else would."""
     return remote_script(
         name,
         prepared.connection,
-        rendering.image_prune_script(cluster, kind),
+        image.repo_digest.apply(lambda image_id: rendering.image_prune_script(cluster, kind, image_id)),
         delete_script=rendering.image_prune_delete_script(kind),
         parent=parent,
-        depends_on=[prepared.ready],
+        depends_on=[prepared.ready, image],
     )
 
 
@@ -145,7 +148,7 @@ def image_on_host(
             context=str(context),
             dockerfile=str(context / "Dockerfile"),
             platform=cluster.platform,
-            args=render.image_build_args(cluster, kind),
+            args=rendering.build_args(cluster, kind),
             builder_version=docker.BuilderVersion.BUILDER_V1,
         ),
         skip_push=True,
@@ -186,6 +189,7 @@ class HostPreparation(pulumi.ComponentResource):
             f"{name}-install",
             self.connection,
             args.rendering.prepare_host_script(args.cluster, args.user),
+            delete_script=args.rendering.prepare_host_delete_script(),
             parent=self,
             depends_on=[ping],
         )

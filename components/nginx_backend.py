@@ -59,7 +59,7 @@ class NginxBackend(pulumi.ComponentResource):
         cluster, prepared, server = args.cluster, args.prepared, args.host.name
         on_host = pulumi.ResourceOptions(parent=self, provider=prepared.docker_provider, depends_on=[prepared.ready])
         self.image = image_on_host(f"{name}-image", args.rendering, cluster, "nginx", on_host)
-        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "nginx", prepared, self)
+        prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "nginx", self.image, prepared, self)
         page = remote_script(
             f"{name}-page",
             prepared.connection,

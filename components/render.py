@@ -26,6 +26,11 @@ HAPROXY_STATS_CONTAINER_PORT = 8404
 HAPROXY_GID = 10099
 HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"
 HAPROXY_CONTAINER = "pihalb-haproxy"
+# On every stage of files/*/Dockerfile ("LABEL org.pihalb.image=<kind>" first): pulumi-docker's classic build
+# leaves a stopped container per step, and these labels are how the prune steps find them and our images.
+IMAGE_LABEL = "org.pihalb.image"
+BUILD_OF_LABEL = "org.pihalb.build-of"  # a build stage's last image: the tag it was built for
+BUILD_OF_ARG = "PIHALB_BUILD_OF"
 NGINX_CONTAINER = "pihalb-nginx"
 HOST_PACKAGES = ("docker.io", "ca-certificates")
 ENGINE_PACKAGES = ("docker.io", "containerd", "runc")  # held: upgraded on purpose, one host at a time
@@ -253,6 +258,9 @@ class Renderer:
             ENGINE_PACKAGES=" ".join(ENGINE_PACKAGES),
         )
 
+    def prepare_host_delete_script(self) -> str:
+        return self.script("prepare-host-delete.sh")
+
     def haproxy_config_script(self, config: str, image: str) -> str:
         return self.script(
             "haproxy-config.sh",
@@ -310,11 +318,27 @@ class Renderer:
         # `pihalb/` namespace, which this project does not own.
         return f"{image_repository(kind)}:{digest[:12]}"
 
-    def image_prune_script(self, cluster: Cluster, kind: str) -> str:
-        return self.script("image-prune.sh", REPOSITORY=image_repository(kind), CURRENT=self.image_name(cluster, kind))
+    def build_args(self, cluster: Cluster, kind: str) -> dict[str, str]:
+        """The build's args: the settings', and the tag a multi-stage build labels its build stage with."""
+        args = image_build_args(cluster, kind)
+        return args | {BUILD_OF_ARG: self.image_name(cluster, kind)} if kind == "haproxy" else args
+
+    def image_prune_script(self, cluster: Cluster, kind: str, image_id: str) -> str:
+        """Runs after each build (`image_id` changes with it): old tags, the build's leftovers."""
+        return self.script(
+            "image-prune.sh",
+            REPOSITORY=image_repository(kind),
+            CURRENT=self.image_name(cluster, kind),
+            CURRENT_ID=image_id,
+            KIND_LABEL=f"{IMAGE_LABEL}={kind}",
+            BUILD_OF_LABEL=BUILD_OF_LABEL,
+            CONTAINER=HAPROXY_CONTAINER if kind == "haproxy" else NGINX_CONTAINER,
+        )
 
     def image_prune_delete_script(self, kind: str) -> str:
-        return self.script("image-prune-delete.sh", REPOSITORY=image_repository(kind))
+        return self.script(
+            "image-prune-delete.sh", REPOSITORY=image_repository(kind), KIND_LABEL=f"{IMAGE_LABEL}={kind}"
+        )
 
     def nginx_page_script(self, number: int) -> str:
         return self.script("nginx-page.sh", PAGE_B64=b64(self.nginx_page(number)), PAGE_DIR=NGINX_PAGE_DIR)
@@ -358,4 +382,9 @@ class Renderer:
 
     def balancer_rejoin_script(self) -> str:
         """After it, on every up: the VRRP priority back and keepalived running (a no-op when they are)."""
-        return self._rolling("balancer-rejoin.sh", HANDOVER_FILE=VRRP_HANDOVER_FILE)
+        return self._rolling(
+            "balancer-rejoin.sh",
+            HANDOVER_FILE=VRRP_HANDOVER_FILE,
+            CONTAINER=HAPROXY_CONTAINER,
+            HEALTHY_TIMEOUT_S=str(READY_TIMEOUT_S),
+        )

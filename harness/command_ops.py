@@ -34,6 +34,14 @@ class StepError(RuntimeError):
     """A step failed; the message names the resource and the host, never a secret input."""
 
 
+class InitError(StepError):
+    """A create that failed after the thing it made exists: Pulumi keeps the resource, with `initErrors`."""
+
+    def __init__(self, message: str, id_: str, outputs: dict) -> None:
+        super().__init__(message)
+        self.id, self.outputs = id_, outputs
+
+
 def require_known(resource: Resource, inputs: dict, known: set[str], where: str = "") -> None:
     unknown = sorted(set(inputs) - known)
     if unknown:

@@ -25,7 +25,7 @@ from pathlib import Path
 import docker
 
 from common.files import Entry, tar_archive
-from harness.command_ops import StepError, require_known
+from harness.command_ops import InitError, StepError, require_known
 from harness.state import Resource
 
 _SSH_SHIM = """#!/bin/bash
@@ -160,9 +160,11 @@ class ImageOps:
                 tag=tag,
                 buildargs=build.get("args", {}),
                 platform=build.get("platform"),
-                rm=True,
-                forcerm=True,
                 pull=False,
+                # What pulumi-docker sends: its classic build sets neither Remove nor ForceRemove, so the
+                # daemon keeps each step's container (docs/pulumi-rules.md §2); the program cleans up.
+                rm=False,
+                forcerm=False,
             )
         except docker.errors.BuildError as error:
             tail = "".join(chunk.get("stream", "") for chunk in error.build_log)[-3000:]
@@ -218,11 +220,10 @@ class ContainerOps:
             container.start()
             if inputs.get("wait"):  # the only wait the provider has: `mustRun` is not checked on create
                 _wait_healthy(new, container, float(inputs.get("waitTimeout", 60)))
-        except Exception:
-            # Terraform keeps such a container as tainted and the next `up` replaces it; the lab removes it
-            # at once, which leaves the next `up` the same work (a create) without a name conflict.
-            container.remove(force=True)
-            raise
+        except (StepError, docker.errors.APIError) as error:
+            # The bridge returns the state with an init error: the container stays, recorded as made, and the
+            # next `up` with the same inputs is an empty update that leaves it as it is (docs/pulumi-rules.md §3).
+            raise InitError(str(error), container.id, {**inputs, "id": container.id}) from error
         return container.id, {**inputs, "id": container.id}
 
     def update(self, old: Resource, new: Resource) -> dict:

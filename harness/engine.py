@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import rules
-from harness.command_ops import CommandOps, StepError, host_changed
+from harness.command_ops import CommandOps, InitError, StepError, host_changed
 from harness.docker_ops import ContainerOps, ImageOps, ProviderOps, Providers
 from harness.plan import Plan, Step, delete_order, diff, has_computed, make_plan, needs, resolve_computed
 from harness.program import PROJECT, Program
@@ -169,8 +169,7 @@ class Engine:
         if step.op == "create" or (step.op == "replace" and not step.delete_first):
             self.log(f" {'+' if step.op == 'create' else '++'}  {step.name} creating")
             entry = self.checkpoint.begin("creating", new)
-            new.id, new.outputs = ops.create(new)
-            new.created = new.modified = now()
+            self._create(ops, new, entry)
             if step.op == "replace" and old is not None:
                 self.checkpoint.mark_for_deletion(old)  # deleted at the end (create-before-delete)
             self.checkpoint.finish(entry, put=new)
@@ -189,12 +188,23 @@ class Engine:
                 self._delete(old)
             self.log(f" +   {step.name} creating (replacement)")
             entry = self.checkpoint.begin("creating", new)
-            new.id, new.outputs = ops.create(new)
-            new.created = new.modified = now()
+            self._create(ops, new, entry)
             self.checkpoint.finish(entry, put=new)
         if new.type == rules.COMMAND:
             changed = host_changed(new.outputs)
         self._record(step.name, new.type, step.op, started, changed)
+
+    def _create(self, ops: Ops, new: Resource, entry: dict) -> None:
+        """A create that fails after making the thing (a container not healthy in time) keeps it in the state
+        with its init error, as Pulumi does: the next `up` with the same inputs updates it, changing nothing."""
+        try:
+            new.id, new.outputs = ops.create(new)
+        except InitError as error:
+            new.id, new.outputs, new.init_errors = error.id, error.outputs, [str(error)]
+            new.created = new.modified = now()
+            self.checkpoint.finish(entry, put=new)
+            raise
+        new.created = new.modified = now()
 
     def _diff_again(self, step: Step) -> None:
         """Pulumi's update diffs a resource again once the outputs its inputs come from are known: an image

@@ -143,7 +143,8 @@ def diff(old: Resource, new: Resource, replaced_providers: set[str]) -> Step:
         reasons.append("provider")
     if reasons:
         return Step("replace", new, old, provider.changed, tuple(reasons), delete_first=_delete_first(new))
-    return Step("update" if provider.changed else "same", new, old, provider.changed)
+    # A resource kept with init errors is updated even with no change: an empty update (ENG step_generator.go).
+    return Step("update" if provider.changed or old.init_errors else "same", new, old, provider.changed)
 
 
 def resolve_computed(value: Any, outputs_of: Callable[[str, str], dict | None]) -> Any:

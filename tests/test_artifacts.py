@@ -371,3 +371,17 @@ def _dev_cluster():
     from harness.program import stack_file_config
 
     return parse_cluster(stack_file_config("dev")["pihalb:cluster"])
+
+
+def test_every_dockerfile_stage_is_labelled_first_so_its_build_leftovers_are_found():
+    """pulumi-docker's classic build keeps a stopped container per step; the prune steps find ours by
+    render.IMAGE_LABEL, which a step's container carries only if the label comes before that step."""
+    for kind in ("haproxy", "nginx"):
+        lines = [line.strip() for line in (render.FILES / kind / "Dockerfile").read_text().splitlines()]
+        code = [line for line in lines if line and not line.startswith("#")]
+        stages = [i for i, line in enumerate(code) if line.startswith("FROM ")]
+        assert stages, kind
+        for i in stages:
+            assert code[i + 1] == f"LABEL {render.IMAGE_LABEL}={kind}", f"{kind}: {code[i]} is not labelled first"
+    haproxy = (render.FILES / "haproxy" / "Dockerfile").read_text()
+    assert f"LABEL {render.BUILD_OF_LABEL}=${{{render.BUILD_OF_ARG}}}" in haproxy

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from harness import rules
+from harness.command_ops import InitError
 from harness.engine import Engine
 from harness.plan import make_plan, render
 from harness.program import Declared, Program
@@ -93,6 +94,8 @@ class Recorder:
             self.calls.append((op, resource.name, detail))
         if self.fail == f"{op}:{resource.name}":
             raise RuntimeError(f"{op} of {resource.name} failed")
+        if self.fail == f"init:{resource.name}":  # made, then failed (a container not healthy in time)
+            raise InitError(f"{op} of {resource.name}: not healthy", f"{resource.name}-id", dict(resource.inputs))
 
     def create(self, new):
         self._note("create", new, new.inputs.get("stdin", new.inputs.get("image", "")))
@@ -260,6 +263,24 @@ def test_a_failed_step_stops_new_steps_and_the_next_up_converges(tmp_path):
     assert state["pending_operations"][0]["type"] == "creating"  # what was in flight when it stopped
     plan, calls = up(tmp_path, [command("a"), command("b", deps=[a.urn]), command("c", deps=[b.urn])])
     assert plan.kinds() == {"b": "create", "c": "create"} and [c[1] for c in calls] == ["b", "c"]
+
+
+def test_a_create_that_fails_after_making_the_thing_is_kept_and_the_next_up_is_an_empty_update(tmp_path):
+    """pulumi-docker's Container: a `wait` timeout is an init error; Pulumi keeps the container in the state
+    and, with the same inputs, the next `up` updates it (the provider then changes nothing), so its
+    dependents run on a container that never turned healthy (docs/pulumi-rules.md §3)."""
+    web = container("web")
+    after = command("rejoin", deps=[web.urn])
+    with pytest.raises(InitError, match="not healthy"):
+        up(tmp_path, [provider(), web, after], fail="init:web")
+    kept = Checkpoint.load(tmp_path / "state.json").get(web.urn)
+    assert kept is not None and kept.id == "web-id" and kept.init_errors == ["create of web: not healthy"]
+    plan, calls = up(tmp_path, [provider(), container("web"), command("rejoin", deps=[web.urn])])
+    assert plan.kinds() == {"web": "update", "rejoin": "create"}
+    assert [c[:2] for c in calls] == [("update", "web"), ("create", "rejoin")]
+    assert Checkpoint.load(tmp_path / "state.json").get(web.urn).init_errors == []
+    again = Program("t", [provider(), container("web"), command("rejoin", deps=[web.urn])], {"out": 1})
+    assert make_plan(again, engine(tmp_path)[0].checkpoint).kinds() == {}  # cleared by the update
 
 
 def test_an_interrupted_replace_deletes_the_old_copy_on_the_next_up(tmp_path):

@@ -93,6 +93,20 @@ def assert_healthy(lab: Lab) -> None:
     assert len(lab.vip_holders()) == 1
 
 
+def assert_no_build_leftovers(lab: Lab) -> None:
+    """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
+    ours but the build cache of the current tag (render.BUILD_OF_LABEL)."""
+    for host in lab.hosts:
+        stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
+        assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
+        tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
+        untagged = f"docker images -q --filter dangling=true --filter label={render.IMAGE_LABEL}"
+        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{render.BUILD_OF_LABEL}\"}}}}'"
+        left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
+        stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
+        assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
+
+
 def ended(step) -> float:
     return step.started + step.seconds
 
@@ -154,6 +168,7 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
         assert signals.split() == ["3"], (server, signals)
     assert_no_request_failed(recording)
     assert_healthy(lab)
+    assert_no_build_leftovers(lab)
 
 
 @pytest.mark.parametrize(
@@ -232,6 +247,7 @@ def test_a_new_base_image_rolls_every_container(changes, lab):
     assert done(f"{lab.master.name}-haproxy-leave").started >= ended(done(f"{lab.backup.name}-haproxy-rejoin"))
     assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
+    assert_no_build_leftovers(lab)
 
 
 def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes, lab):
@@ -247,7 +263,8 @@ def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes
     finally:
         lab.sh(server, f"docker tag {BASE_IMAGE} {base}")  # the alias back on the lab's own base
     drains = {f"{server}-nginx-drain-on-{b.name}": "update" for b in lab.balancers}
-    assert changed(applied) == {f"{server}-nginx-image": "replace", f"{server}-nginx-container": "replace"} | drains
+    rebuilt = {f"{server}-nginx-image": "replace", f"{server}-nginx-image-prune": "update"}
+    assert changed(applied) == rebuilt | {f"{server}-nginx-container": "replace"} | drains
     tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
     running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {render.NGINX_CONTAINER}")[1].strip()
     assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
@@ -359,20 +376,24 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
         recording = load.finish(tail=3)
     assert {server: lab.sh(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
     assert_no_request_failed(recording)
+    # Kept with its init error, as pulumi-docker does: the same inputs again would only update it, in place.
+    again = stack.lab_stack.preview(lab, PROFILE, changes.alter, files=changes.files)
+    assert again.kinds()[f"{first}-nginx-container"] == "update"
     dockerfile.write_text(good)
     applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
-    assert changed(applied)[f"{first}-nginx-container"] == "create"  # the failed create left nothing in state
+    assert changed(applied)[f"{first}-nginx-container"] == "replace"  # a new image replaces the kept one
     assert_healthy(lab)
 
 
 def test_destroy_leaves_nothing_of_pihalb_and_up_brings_it_back(changes, lab):
-    """Checked on every host: containers, tagged images, units, files, firewall rules, the VIP; Docker stays.
-    The images' build-cache layers stay (untagged, as `docker image prune` finds them): the next `up`
-    rebuilds from them instead of compiling HAProxy again."""
+    """Checked on every host: containers (build leftovers too), images and their build cache, units, files,
+    the sudoers drop-in, firewall rules, the VIP; Docker stays (and the base image our builds start FROM)."""
     stack.lab_stack.destroy(lab, log=lambda line: None)
     checks = {
-        "containers": "sudo docker ps -aq --filter name=pihalb",
-        "images": "sudo docker images -q --filter 'reference=localhost/pihalb/*'",
+        "containers": "sudo docker ps -aq",  # the services' and the builds' (ours are all the lab hosts run)
+        "images": f"sudo docker images -aq --filter 'reference=localhost/pihalb/*'; "
+        f"sudo docker images -aq --filter label={render.IMAGE_LABEL}",
+        "sudoers": "ls /etc/sudoers.d/pihalb 2>/dev/null || true",
         "units": "systemctl list-unit-files 'pihalb*' --no-legend; systemctl is-active keepalived || true",
         "files": "ls -d /etc/pihalb /etc/keepalived/keepalived.conf /etc/systemd/system/pihalb-*"
         " /usr/local/sbin/pihalb-* /etc/sysctl.d/60-pihalb-vrrp.conf /etc/tmpfiles.d/pihalb.conf 2>/dev/null || true",
