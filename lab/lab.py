@@ -175,9 +175,9 @@ class Lab:
         """A host that left the stack file keeps running while the stack still has resources on it, so that
         a deploy deletes them over its old connection, as `pulumi up` does with a Pi that leaves the stack;
         once the stack holds nothing on it, it is removed with its disk (a Pi unplugged and wiped)."""
-        stacks = [Checkpoint.load(d / "state.json") for d in self.stacks_dir.glob("*") if d.is_dir()]
+        applied = {address for r in self._stack_resources() for address in hosts_of(r)}
         for name, address in self._hosts.departed(self.inventory).items():
-            if any(address in hosts_of(resource) for stack in stacks for resource in stack.resources):
+            if address in applied:
                 say(
                     f"{name} ({address}) left the stack file but the stack still has resources on it: kept running"
                     " until a deploy deletes them; the next `lab up` then removes it"
@@ -185,12 +185,21 @@ class Lab:
             else:
                 self._hosts.remove(name)
 
+    def _stack_resources(self) -> list:
+        """Every resource the lab engine's stacks hold."""
+        checkpoints = [Checkpoint.load(d / "state.json") for d in self.stacks_dir.glob("*") if d.is_dir()]
+        return [resource for checkpoint in checkpoints for resource in checkpoint.resources]
+
     def _forget_stacks_of_old_hosts(self, created: list[str]) -> None:
         """New hosts make the lab engine's stack state describe machines that are gone (this machine restarted,
         `docker rm`): as after reinstalling every Pi, the state is set aside so the next deploy starts afresh.
         Only some hosts new: their resources would be missing, so say what to do instead of guessing."""
         stacks = self.stacks_dir
         if not created or not stacks.exists() or not any(stacks.iterdir()):
+            return
+        applied = {address for r in self._stack_resources() for address in hosts_of(r)}
+        created = [name for name in created if str(self.host(name).address) in applied]  # not a host just added
+        if not created:
             return
         if len(created) == len(self.hosts):
             aside = self.state_dir / f"engine.old-hosts-{time.strftime('%Y%m%d-%H%M%S')}"

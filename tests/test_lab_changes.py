@@ -10,6 +10,7 @@ No test asserts a timing.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import os
@@ -23,13 +24,15 @@ from pathlib import Path
 import pytest
 
 from components import render
-from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
+from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY, Settings, parse_cluster
 from drills import maintenance, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip
+from harness import program
 from harness.command_ops import StepError
 from harness.program import ROOT
 from lab.images import BASE_IMAGE
+from lab.inventory import CLUSTER_CONFIG_KEY, Inventory
 from lab.lab import Lab
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
@@ -83,7 +86,11 @@ def apply_values(config: dict, values: dict[str, object]) -> None:
 
 def changed(applied) -> dict[str, str]:
     """The plan's changes, without the steps replaced on every up (by design)."""
-    return applied.plan.changes_besides_every_up()
+    return changed_in(applied.plan)
+
+
+def changed_in(plan) -> dict[str, str]:
+    return plan.changes_besides_every_up()
 
 
 def assert_healthy(lab: Lab) -> None:
@@ -288,35 +295,53 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
     assert changed(again) == {}
 
 
-def test_a_removed_server_leaves_the_balancers_before_it_goes(changes, lab):
-    leaving = lab.servers[-1].name
-    original = [h for h in stack.cluster(stack.lab_stack.config(lab, PROFILE))["hosts"]]
-    changes.values["hosts"] = [h for h in original if h["name"] != leaving]
+def grown_lab(lab: Lab, hosts: list[dict]) -> Lab:
+    """The lab of the stack file with `hosts` instead: what `python -m lab up` makes after a user adds a Pi."""
+    raw = copy.deepcopy(program.stack_file_config(lab.inventory.stack)[CLUSTER_CONFIG_KEY]) | {"hosts": hosts}
+    return Lab(lab.root, Inventory(lab.inventory.stack, Settings(cluster=parse_cluster(raw), host_keys={})))
+
+
+def test_a_server_added_to_the_stack_file_gets_a_host_and_joins_after_its_container_answers(changes, lab):
+    """A fourth Pi in the stack file: `lab up` makes it, the program prepares it, builds its image and the
+    balancers send it requests only once its container answers."""
+    original = stack.cluster(stack.lab_stack.config(lab, PROFILE))["hosts"]
+    joining = {"name": "server4", "address": str(lab.unused_address()), "role": "server"}
+    hosts = [*original[: len(lab.servers)], joining, *original[len(lab.servers) :]]  # servers listed first
+    grown = grown_lab(lab, hosts)
+    grown.up()
+    changes.lab, changes.values["hosts"] = grown, hosts
+    try:
+        applied, recording = changes.apply_under_load()
+    finally:
+        changes.lab = lab
+    kinds = changed(applied)
+    made = {"server4-nginx-container", "server4-nginx-image", "server4-install", "server4-nginx-image-prune"}
+    assert {n for n, k in kinds.items() if k == "create"} >= made
+    assert {n: k for n, k in kinds.items() if k != "create"} == on_balancers(lab, "config")
+    assert_no_request_failed(recording)
+    assert_healthy(grown)
+    assert {get_vip(lab).server for _ in range(3 * len(grown.servers))} == set(range(1, len(grown.servers) + 1))
+
+
+def test_a_server_removed_from_the_stack_file_leaves_the_balancers_then_its_host(changes, lab):
+    """The stack file back to three servers: the deploy deletes server4's resources over its old connection
+    after the balancers stopped sending to it; the next `lab up` removes the host; nothing is left to do."""
+    del changes.values["hosts"]
     applied, recording = changes.apply_under_load()
     kinds = changed(applied)
     assert {n: k for n, k in kinds.items() if k != "delete"} == on_balancers(lab, "config")
     deleted = sorted(n for n, k in kinds.items() if k == "delete")
-    assert deleted and all(n.startswith(leaving) for n in deleted), deleted
-    assert f"{leaving}-nginx-container" in deleted and f"{leaving}-nginx-image" in deleted
+    assert deleted and all(n.startswith("server4") for n in deleted), deleted
+    assert {"server4-nginx-container", "server4-install"} <= set(deleted)
     done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
-    configs_done = max(
-        done(f"{b.name}-haproxy-config").started + done(f"{b.name}-haproxy-config").seconds for b in lab.balancers
-    )
-    assert next(d for d in applied.report.done if d.name == f"{leaving}-nginx-container").started >= configs_done
-    assert lab.sh(leaving, "sudo docker ps -aq --filter name=pihalb", check=False)[1].strip() == ""
+    configs_done = max(ended(done(f"{b.name}-haproxy-config")) for b in lab.balancers)
+    assert next(d for d in applied.report.done if d.name == "server4-nginx-container").started >= configs_done
     assert_no_request_failed(recording)
-    del changes.values["hosts"]
-
-
-def test_a_server_added_joins_after_its_container_answers(changes, lab):
-    joining = lab.servers[-1].name
-    applied, recording = changes.apply_under_load()
-    kinds = changed(applied)
-    assert {n for n, k in kinds.items() if k == "create"} >= {f"{joining}-nginx-container", f"{joining}-nginx-image"}
-    assert {n: k for n, k in kinds.items() if k != "create"} == on_balancers(lab, "config")
-    assert_no_request_failed(recording)
+    lab.up()
+    assert "pihalb-lab-server4" not in {c.name for c in lab.docker.containers.list(all=True)}
+    again = stack.lab_stack.preview(lab, PROFILE, changes.alter, files=changes.files)
+    assert changed_in(again) == {}
     assert_healthy(lab)
-    assert {get_vip(lab).server for _ in range(3 * len(lab.servers))} == set(range(1, len(lab.servers) + 1))
 
 
 def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
