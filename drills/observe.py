@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from components import render
 from lab.lab import Lab
+from lab.output import LabError
 
 PAGE = re.compile(r"Hello world from server (\d+)!")
 STATS_USER = "admin"  # files/templates/haproxy.cfg.j2: `stats auth admin:<statsPassword>`
@@ -60,8 +61,11 @@ def wait_until(what: str, predicate: Callable[[], T], timeout: float, interval: 
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
+        try:
+            last = predicate()
+        except LabError as error:  # could not look this time (a busy machine, a host booting): not yet
+            last = error
+        if last and not isinstance(last, LabError):
             return last
         time.sleep(interval)
     raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

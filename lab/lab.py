@@ -269,14 +269,24 @@ class Lab:
             raise LabError(f"{name}: `docker load` did not give the inner daemon {image.id}:\n{output}")
 
     def vip_holders(self) -> list[str]:
-        """Names of the running hosts whose eth0 carries the VIP (more than one means split brain)."""
+        """Names of the running hosts whose eth0 carries the VIP (more than one means split brain).
+
+        A host that is not running holds nothing; a running one whose addresses cannot be read (docker exec
+        failing or slow on a busy machine) raises LabError: "could not look" is not "does not hold it"."""
         holders = []
         for host in self.hosts:
             try:
+                if self.container(host.name).status != "running":
+                    continue
+            except (LabError, NotFound):
+                continue  # a missing host holds nothing
+            try:
                 code, output = self.sh(host.name, "ip -4 -o addr show dev eth0", check=False, timeout=10)
-            except (LabError, APIError):
-                continue  # a stopped or missing host holds nothing
-            if code == 0 and self._carries_vip(output):
+            except APIError as error:
+                raise LabError(f"{host.name}: cannot read its addresses: {error}") from error
+            if code != 0:
+                raise LabError(f"{host.name}: cannot read its addresses (exit {code}): {output.strip()}")
+            if self._carries_vip(output):
                 holders.append(host.name)
         return holders
 
