@@ -6,11 +6,9 @@ import shutil
 from collections.abc import Callable
 
 from bench.runs import OUT, ROOT, Run, Scenario, quiet, run_stack
-from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
 from drills import maintenance, stack
 from lab.lab import Lab
 
-HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
 HAPROXY_PINNED = "2.6.12-1+deb12u3"  # the one version this machine's mirror serves
 # the profile's own track weight, then another valid one (a keepalived.conf value changed and back)
 KEEPALIVED_WEIGHTS = {"paper": (2, 3), "tuned": (0, 2), "unicast": (0, 2)}
@@ -45,19 +43,7 @@ class Changes:
         def altered(config: dict) -> None:
             if alter:
                 alter(config)
-            if "hosts" in self.values:  # a removed Pi's pinned key goes too (keys of unknown hosts are refused)
-                kept = {h["name"] for h in self.values["hosts"]}  # type: ignore[union-attr]
-                keys = config[HOST_KEYS_CONFIG]
-                config[HOST_KEYS_CONFIG] = {name: key for name, key in keys.items() if name in kept}
-            for path, value in self.values.items():
-                node = stack.cluster(config)
-                *parents, last = path.split(".")
-                for key in parents:
-                    node = node[key]
-                if value is None:
-                    node.pop(last, None)
-                else:
-                    node[last] = value
+            stack.apply_values(config, self.values)
 
         applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
         kinds = applied.plan.changes_besides_every_up()

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from components import render
+from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
 from drills.observe import get_vip, servers_seen_by, wait_until
 from harness.engine import Done
 from lab import stack as lab_stack
@@ -18,11 +19,30 @@ from lab.lab import Lab
 
 Alter = lab_stack.Alter
 lab_layer = lab_stack.lab_layer
+HOST_KEYS_CONFIG = f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"
 
 
 def cluster(config: dict) -> dict:
     """The raw cluster object of a stack's config, for an `Alter` to change."""
     return config[CLUSTER_CONFIG_KEY]
+
+
+def apply_values(config: dict, values: dict[str, object]) -> None:
+    """Cluster values by dotted path (None removes the key); a `hosts` list also drops the host keys of the
+    hosts it leaves out, as a user removing a Pi removes its pinned key (keys of unknown hosts are refused)."""
+    if "hosts" in values:
+        kept = {h["name"] for h in values["hosts"]}  # type: ignore[union-attr]
+        keys = config[HOST_KEYS_CONFIG]
+        config[HOST_KEYS_CONFIG] = {name: key for name, key in keys.items() if name in kept}
+    for path, value in values.items():
+        node = cluster(config)
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node[key]
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
 
 
 def unicast(config: dict) -> None:

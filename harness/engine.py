@@ -76,8 +76,12 @@ class Engine:
         log: Callable[[str], None] = print,
         parallel: int = PARALLEL,
         ops: dict[str, Ops] | None = None,
+        stop_after: int | None = None,
     ) -> None:
+        """`stop_after`: stop the apply once that many steps have been carried out, as a killed `pulumi up`
+        would (the steps in flight finish, no new one starts, the checkpoint says what was done)."""
         self.checkpoint, self.log, self.parallel = checkpoint, log, parallel
+        self.stop_after = stop_after
         self.providers = Providers(on_docker_ready)
         lookup = self._lookup
         self.provider_ops = ProviderOps(self.providers)
@@ -88,6 +92,7 @@ class Engine:
             rules.CONTAINER: ContainerOps(self.providers, lookup),
         } | (ops or {})
         self._failed = threading.Event()
+        self._recording = threading.Lock()
         self._declared: dict[str, Resource] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._kept: set[str] = set()
@@ -269,9 +274,13 @@ class Engine:
 
     def _record(self, name: str, type_: str, op: str, started: float, changed: bool | None) -> None:
         seconds = time.monotonic() - started
-        self.report.done.append(Done(name, type_, op, started, seconds, changed))
+        with self._recording:
+            self.report.done.append(Done(name, type_, op, started, seconds, changed))
+            count = len(self.report.done)
         note = "" if changed is None else (" (host changed)" if changed else " (host unchanged)")
         self.log(f"     {name} {op} done in {seconds:.1f}s{note}")
+        if count == self.stop_after:
+            raise Stopped(f"stopped after step {count} ({name} {op}), as a killed `up` would")
 
     def _put_stack(self, program: Program) -> None:
         urn = f"urn:pulumi:{program.stack}::{PROJECT}::{STACK_TYPE}::{PROJECT}-{program.stack}"
@@ -280,6 +289,10 @@ class Engine:
 
 class Skipped(RuntimeError):
     """Not started: an earlier step failed."""
+
+
+class Stopped(RuntimeError):
+    """The apply was stopped on purpose after a given number of steps (`Engine(stop_after=...)`)."""
 
 
 def _raise_first(futures) -> None:

@@ -92,7 +92,7 @@ def declare(lab: Lab, profile: str = STACK, alter: Alter | None = None, files: P
         return program.run(STACK, config(lab, profile, alter), program.SECRET_CONFIG_KEYS)
 
 
-def engine(lab: Lab, log: Callable[[str], None] = print) -> Engine:
+def engine(lab: Lab, log: Callable[[str], None] = print, stop_after: int | None = None) -> Engine:
     """The engine on the lab's checkpoint; each new Docker daemon gets the base image (no registry here).
 
     A daemon of a host that left the stack file is only reached to delete what the stack has there: it
@@ -103,7 +103,7 @@ def engine(lab: Lab, log: Callable[[str], None] = print) -> Engine:
         if address in by_address:
             lab.seed_base_image(by_address[address])
 
-    return Engine(backend(lab).checkpoint(STACK), program.ROOT, on_docker_ready=seed, log=log)
+    return Engine(backend(lab).checkpoint(STACK), program.ROOT, on_docker_ready=seed, log=log, stop_after=stop_after)
 
 
 def preview(
@@ -119,10 +119,12 @@ def up(
     files: Path | None = None,
     log: Callable[[str], None] = print,
     replace: Sequence[str] = (),
+    stop_after: int | None = None,
 ) -> Applied:
-    """`pulumi up` on the lab; `replace`: resource names to replace whatever their diff (`--replace`)."""
+    """`pulumi up` on the lab; `replace`: resource names to replace whatever their diff (`--replace`);
+    `stop_after`: stop once that many steps are done (harness.engine.Stopped), as a killed `up` would."""
     declared = declare(lab, profile, alter, files)
-    plan, report = engine(lab, log).up(declared, replace)
+    plan, report = engine(lab, log, stop_after).up(declared, replace)
     return Applied(declared, plan, report)
 
 

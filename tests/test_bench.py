@@ -56,3 +56,18 @@ def test_a_reset_at_a_vip_move_is_explained_once_per_move():
 def test_a_timeout_or_a_reset_away_from_a_move_is_not_explained():
     recording = _recording([(10.25, "timeout"), (15.0, RESET), (10.3, "503")])
     assert recording.cut_by_vip_moves() == []
+
+
+def test_the_sweep_table_counts_converged_points_and_names_the_failed_checks():
+    from bench.sweep import table
+
+    ok = {"serving": True, "preview empty": True}
+    rows = [
+        {"class": "page", "stopped_after": 1, "converged": True, "checks": ok},
+        {"class": "page", "stopped_after": 2, "converged": False, "checks": ok | {"preview empty": False}},
+        {"class": "page", "stopped_after": None, "converged": True, "checks": ok},
+        {"class": "keepalived", "stopped_after": None, "converged": True, "checks": ok},
+    ]
+    lines = table(rows).splitlines()
+    assert lines[2] == "| page | 1-2 (and the whole change) | 2 of 3 | N=2: ['preview empty'] |"
+    assert lines[3] == "| keepalived | the whole change | 1 of 1 | - |"

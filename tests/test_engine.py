@@ -15,7 +15,7 @@ import pytest
 
 from harness import rules
 from harness.command_ops import InitError
-from harness.engine import Engine
+from harness.engine import Engine, Stopped
 from harness.plan import make_plan, render
 from harness.program import Declared, Program
 from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint
@@ -281,6 +281,19 @@ def test_a_create_that_fails_after_making_the_thing_is_kept_and_the_next_up_is_a
     assert Checkpoint.load(tmp_path / "state.json").get(web.urn).init_errors == []
     again = Program("t", [provider(), container("web"), command("rejoin", deps=[web.urn])], {"out": 1})
     assert make_plan(again, engine(tmp_path)[0].checkpoint).kinds() == {}  # cleared by the update
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_an_apply_stopped_after_n_steps_keeps_those_and_the_next_up_does_the_rest(tmp_path, stop_after):
+    """The stopping-point sweep's stop (bench/sweep): no new step starts after the Nth, as after a kill."""
+    chain = [command("a"), command("b", deps=[urn(rules.COMMAND, "a")]), command("c", deps=[urn(rules.COMMAND, "b")])]
+    eng, recorder = engine(tmp_path)
+    eng.stop_after = stop_after
+    with pytest.raises(Stopped, match=f"after step {stop_after}"):
+        eng.up(Program("t", chain, {"out": 1}))
+    assert [c[1] for c in recorder.calls] == ["a", "b", "c"][:stop_after]
+    plan, calls = up(tmp_path, chain)
+    assert [c[1] for c in calls] == ["a", "b", "c"][stop_after:]
 
 
 def test_an_interrupted_replace_deletes_the_old_copy_on_the_next_up(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from components import render
-from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY, Settings, parse_cluster
+from components.settings import Settings, parse_cluster
 from drills import maintenance, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip
@@ -51,7 +51,7 @@ class Changes:
         self.values: dict[str, object] = {}
 
     def alter(self, config: dict) -> None:
-        apply_values(config, self.values)
+        stack.apply_values(config, self.values)
 
     def append(self, relative: str, line: str) -> None:
         with open(self.files / relative, "a") as handle:
@@ -67,21 +67,6 @@ class Changes:
         finally:
             recording = load.finish(tail=3)
         return applied, recording
-
-
-def apply_values(config: dict, values: dict[str, object]) -> None:
-    """Cluster values by path; a `hosts` list also drops the host keys of hosts it leaves out (a user removing
-    a Pi removes its pinned key too: keys for hosts not in the cluster are refused)."""
-    if "hosts" in values:
-        kept = {h["name"] for h in values["hosts"]}  # type: ignore[union-attr]
-        keys = config[f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"]
-        config[f"{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}"] = {name: key for name, key in keys.items() if name in kept}
-    for path, value in values.items():
-        node = stack.cluster(config)
-        *parents, last = path.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
 
 
 def changed(applied) -> dict[str, str]:
@@ -349,9 +334,9 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
     changes.append("nginx/Dockerfile", "# nginx image v3")
     code = (
         "import json, sys; from pathlib import Path; from drills import stack; from lab.lab import Lab;"
-        "from tests.test_lab_changes import apply_values;"
         "values = json.loads(sys.argv[2]);"
-        "stack.apply(Lab.from_stack(), lambda c: apply_values(c, values), stack=sys.argv[3], files=Path(sys.argv[1]))"
+        "alter = lambda config: stack.apply_values(config, values);"
+        "stack.apply(Lab.from_stack(), alter, stack=sys.argv[3], files=Path(sys.argv[1]))"
     )
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     child = subprocess.Popen(
