@@ -7,7 +7,7 @@ import time
 from components import render
 from drills import stack
 from drills.observe import servers_seen_by, wait_until
-from lab.images import BASE_IMAGE
+from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS
 from lab.lab import Lab
 from ops.hosts import in_flight, runtime_command
 
@@ -59,8 +59,8 @@ def restart_engines_rolling(lab: Lab) -> None:
 
 
 def base_image_alias(lab: Lab) -> str:
-    """The lab's one base image under a second name, so `baseImage` can change without a registry."""
-    alias = f"localhost/{BASE_IMAGE}"
+    """The lab's one base image under a second name, so `baseImage` can change without a registry (every
+    daemon the lab seeds has it, hosts added later too)."""
     for host in lab.hosts:
-        lab.sh(host.name, f"docker tag {BASE_IMAGE} {alias}")
-    return alias
+        lab.sh(host.name, f"docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}")
+    return BASE_IMAGE_ALIAS

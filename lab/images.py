@@ -18,6 +18,8 @@ from lab.output import LabError, first_line, say
 
 HOST_CONTEXT = Path(__file__).resolve().parent / "host"
 BASE_IMAGE = "debian:bookworm-slim"
+# The same base under a second name, in every host's daemon: `baseImage` can change without a registry.
+BASE_IMAGE_ALIAS = f"localhost/{BASE_IMAGE}"
 HOST_IMAGE = "pihalb-lab/pi:latest"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SOURCES_LIST = f"deb {DEBIAN_MIRROR} bookworm main\n"

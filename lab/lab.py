@@ -26,7 +26,7 @@ from components.settings import Host
 from harness.state import Checkpoint, hosts_of
 from lab.engine import Engine
 from lab.hosts import Hosts
-from lab.images import BASE_IMAGE, Images
+from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
 from lab.inventory import STACK, Inventory, container_name
 from lab.keys import Keys, State
 from lab.output import LabError, say
@@ -253,12 +253,14 @@ class Lab:
         return self.shell.sh(name, command, check=check, timeout=timeout)
 
     def seed_base_image(self, name: str) -> None:
-        """Give host `name`'s inner Docker daemon the local base image (no registry here), unless it has it."""
+        """Give host `name`'s inner Docker daemon the local base image (no registry here), unless it has it,
+        under its own name and its alias (lab.images.BASE_IMAGE_ALIAS): a host added later has both too."""
         image = self.images.base_or_fail()
         inspect = f"docker image inspect --format '{{{{.Id}}}}' {BASE_IMAGE}"
         code, output = self.sh(name, inspect, check=False)
         if code == 0 and output.strip() == image.id:
             say(f"{name}: inner daemon already has {BASE_IMAGE}")
+            self.sh(name, f"docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}")
             return
         if self.sh(name, "docker info >/dev/null 2>&1", check=False, timeout=30)[0] != 0:
             raise LabError(f"{name}: no running Docker inside yet (the program's host preparation installs it)")
@@ -267,6 +269,7 @@ class Lab:
         code, inner_id = self.sh(name, inspect, check=False)
         if code != 0 or inner_id.strip() != image.id:
             raise LabError(f"{name}: `docker load` did not give the inner daemon {image.id}:\n{output}")
+        self.sh(name, f"docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}")
 
     def vip_holders(self) -> list[str]:
         """Names of the running hosts whose eth0 carries the VIP (more than one means split brain).

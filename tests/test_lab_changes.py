@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -344,7 +345,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     first = lab.servers[0].name
@@ -354,7 +355,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
                 child.kill()
                 break
         child.wait(timeout=600)
-        assert child.returncode != 0, "the apply finished before it could be killed"
+        assert child.returncode == -signal.SIGKILL, f"the apply ended by itself ({child.returncode}), not killed"
         applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
@@ -392,31 +393,4 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     dockerfile.write_text(good)
     applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
     assert changed(applied)[f"{first}-nginx-container"] == "replace"  # a new image replaces the kept one
-    assert_healthy(lab)
-
-
-def test_destroy_leaves_nothing_of_pihalb_and_up_brings_it_back(changes, lab):
-    """Checked on every host: containers (build leftovers too), images and their build cache, units, files,
-    the sudoers drop-in, firewall rules, the VIP; Docker stays (and the base image our builds start FROM)."""
-    stack.lab_stack.destroy(lab, log=lambda line: None)
-    checks = {
-        "containers": "sudo docker ps -aq",  # the services' and the builds' (ours are all the lab hosts run)
-        "images": f"sudo docker images -aq --filter 'reference=localhost/pihalb/*'; "
-        f"sudo docker images -aq --filter label={render.IMAGE_LABEL}",
-        "sudoers": "ls /etc/sudoers.d/pihalb 2>/dev/null || true",
-        "units": "systemctl list-unit-files 'pihalb*' --no-legend; systemctl is-active keepalived || true",
-        "files": "ls -d /etc/pihalb /etc/keepalived/keepalived.conf /etc/systemd/system/pihalb-*"
-        " /usr/local/sbin/pihalb-* /etc/sysctl.d/60-pihalb-vrrp.conf /etc/tmpfiles.d/pihalb.conf 2>/dev/null || true",
-        "firewall": "sudo iptables -S INPUT | grep -E 'vrrp| 112 |224.0.0.0' || true",
-        "vip": f"ip -4 -o addr | grep ' {lab.vip.ip}/' || true",
-    }
-    for host in lab.hosts:
-        for what, command in checks.items():
-            output = lab.sh(host.name, command, check=False)[1].strip()
-            left = output.replace("inactive", "").strip()
-            assert left == "", f"{host.name}: {what} left after destroy: {output}"
-        assert lab.sh(host.name, "systemctl is-active docker", check=False)[1].strip() == "active"
-    assert stack.lab_stack.backend(lab).checkpoint("dev").resources == []
-    applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
-    assert set(changed(applied).values()) == {"create"}
     assert_healthy(lab)
