@@ -41,7 +41,8 @@ def script_of(resource, step: str = "create") -> str:
 def planned(before: Program, after: Program) -> dict[str, str]:
     """What the lab engine's planner (Pulumi's rules) would do going from `before`, applied, to `after`."""
     applied = [resource_of(d) for d in before.resources]
-    for resource in applied:  # as an apply leaves them: computed outputs known (each image has a digest)
+    for resource in applied:  # as an apply leaves them: an ID, computed outputs known (each image has a digest)
+        resource.id = f"{resource.urn.rsplit('::', 1)[-1]}-id" if resource.custom else ""
         resource.inputs = resolve_computed(resource.inputs, lambda type_, name: {"repoDigest": f"sha256:{name}"})
         resource.outputs = dict(resource.inputs)
         if resource.type == IMAGE:
