@@ -46,7 +46,7 @@ class Changes:
             stack.apply_values(config, self.values)
 
         applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
-        kinds = applied.plan.changes_besides_every_up()
+        kinds = applied.plan.changes_besides_bring_back()
         counts: dict[str, int] = {}
         for kind in kinds.values():
             counts[kind] = counts.get(kind, 0) + 1

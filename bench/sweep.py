@@ -114,7 +114,7 @@ def convergence(lab: Lab, change: Change) -> dict[str, bool]:
         "ops status healthy": settled("ops status", lambda: ops_status(change.profile) == 0),
         "preview empty": not stack.lab_stack.preview(
             lab, change.profile, change.alter, files=change.files
-        ).changes_besides_every_up(),
+        ).changes_besides_bring_back(),
     }
 
 

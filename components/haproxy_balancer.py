@@ -4,8 +4,22 @@ A config change is checked, swapped in and reloaded in place (no new container).
 container (a new image) is delete-before-replace, so the program rolls it: the BACKUP goes first, then
 the MASTER, and before a balancer's HAProxy stops its VRRP priority drops to the floor until the peer
 holds the VIP (leave); once the new container answers, the priority comes back (rejoin). The leave step
-carries the container's spec and image ID, so it runs exactly when the container changes; the rejoin runs on every up,
-so a balancer that left is brought back even after an apply that failed in between.
+carries the container's spec and image ID, so it runs exactly when the container changes. The rejoin step
+is keyed (its `triggers`) on the leave step's `stdout` (a fresh run id on every run of the leave) and the
+container's `id`. It runs again exactly when one of them changed since it last ran, so an `up` of a
+converged stack plans no step, and a balancer left with its priority lowered (or, without preemption,
+its keepalived stopped) is brought back by the next `up` wherever the previous one stopped:
+- after the leave completed and before the rejoin ran, whatever became of the container (not started,
+  replaced, its create failed or killed): the leave's stdout in the state is not the one the rejoin
+  recorded, so the next `up` rejoins once the container is there (replacing or creating it first);
+- an `up` that reverts the change instead: the leave runs again with the old script (handing the VIP
+  over again only if the running container must change back), and the rejoin after it;
+- after the BACKUP rejoined, before the MASTER left: the BACKUP is in service, and the next `up` rolls
+  the MASTER as usual;
+- a rejoin whose create failed left no state (or its old copy with the old triggers): it runs again;
+- a container replaced without a leave (`pulumi up --replace` on the container): a new `id`.
+Not covered by Pulumi's state: a leave killed or failed while running, then an `up` that reverts the
+change; `pulumi up --replace` on the rejoin step brings the balancer back.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ import pulumi_docker as docker
 
 from components import render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
-from components.remote import every_run_script, remote_script
+from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -108,6 +122,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
             # Out of service only once its new image is built and its config checked: never during a build
             # (compiling HAProxy starves a small host; a balancer taken out meanwhile would stay out for it).
             depends_on=[prepared.ready, self.image, self.config, *args.after],
+            takes_out=True,
         )
         self.container = docker.Container(
             f"{name}-container",
@@ -115,10 +130,11 @@ class HaproxyBalancer(pulumi.ComponentResource):
             labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=rolling_key)],  # read by the leave step
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, prune, leave])),
         )
-        self.rejoined = every_run_script(
+        self.rejoined = bring_back_script(
             f"{name}-rejoin",
             prepared.connection,
             args.rendering.balancer_rejoin_script(),
+            keyed_on=[self.container.id, leave.stdout],
             parent=self,
             depends_on=[self.container],
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pulumi_docker as docker
 
 from common.files import write_private
 from components import render
-from components.remote import every_run_script, remote_script
+from components.remote import CHECK_TIMEOUT_S, checked_locally, remote_script, run_script_from_stdin
 from components.settings import Cluster, Host
 
 
@@ -48,33 +49,49 @@ def _write_private(path: Path, content: str) -> str:
     return str(write_private(path, content if content.endswith("\n") else content + "\n"))
 
 
-def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
-    """ssh options for `ssh://`: our key only, the pinned host key only, no prompts.
-
-    The Docker provider runs the local `ssh` client, which cannot take a key as a value, so the secret
-    key is written to a 0600 file; the file name, not the key, is what reaches the provider.
-    """
+def ssh_key_file(args: HostPreparationArgs) -> pulumi.Output[str]:
+    """The SSH private key in a 0600 file, for the local `ssh` client (the Docker provider's and the
+    connectivity check's), which cannot take a key as a value: the file name, never the key, is what
+    reaches a command line. Written inside an apply, on every run of the program (preview too)."""
     key_file = args.ssh_dir / "id_pihalb"
+    written = pulumi.Output.from_input(args.private_key).apply(lambda key: _write_private(key_file, key))
+    return pulumi.Output.unsecret(written)
+
+
+def known_hosts_file(args: HostPreparationArgs) -> Path:
+    """The host's pinned key in its own known_hosts file: any other key is refused."""
     known_hosts = args.ssh_dir / f"known_hosts_{args.host.name}"
     # OpenSSH writes the default port as the bare address, any other as [address]:port.
     known_as = str(args.host.address) if args.port == 22 else f"[{args.host.address}]:{args.port}"
-    entry = f"{known_as} {args.host_key}\n"
-    _write_private(known_hosts, entry)
-    written = pulumi.Output.from_input(args.private_key).apply(lambda key: _write_private(key_file, key))
-    return pulumi.Output.unsecret(written).apply(
-        lambda key_path: [
-            "-i",
-            key_path,
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts}",
-            "-o",
-            f"ConnectTimeout={args.cluster.ssh.connect_timeout}",
+    _write_private(known_hosts, f"{known_as} {args.host_key}\n")
+    return known_hosts
+
+
+def _login_options(args: HostPreparationArgs, key_path: str, known_hosts: Path) -> list[str]:
+    """Our key only, the pinned host key only, no prompts."""
+    return [
+        "-i",
+        key_path,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        f"ConnectTimeout={args.cluster.ssh.connect_timeout}",
+    ]
+
+
+def docker_ssh_opts(
+    args: HostPreparationArgs, key_path: pulumi.Output[str], known_hosts: Path
+) -> pulumi.Output[list[str]]:
+    """ssh options for `ssh://`: the login options, and one connection per host for all requests."""
+    return key_path.apply(
+        lambda path: [
+            *_login_options(args, path, known_hosts),
             # One SSH connection per host for all of the provider's requests: a burst of new handshakes
             # can meet sshd's MaxStartups limit (10 unauthenticated), which drops connections at random.
             "-o",
@@ -85,6 +102,37 @@ def docker_ssh_opts(args: HostPreparationArgs) -> pulumi.Output[list[str]]:
             "ControlPersist=60",
         ]
     )
+
+
+def connectivity_check_command(args: HostPreparationArgs, key_path: str, known_hosts: Path) -> str:
+    """The local command that runs the connectivity check on the host: `ssh` with the login options, a
+    fresh connection (not the Docker provider's shared one), the script read from stdin on the host. On
+    failure it says which host, then exits with ssh's status. No secret in it: the key is a file name."""
+    address = str(args.host.address)
+    ssh = [
+        "ssh",
+        "-T",
+        *_login_options(args, key_path, known_hosts),
+        "-o",
+        "ConnectionAttempts=3",
+        "-o",
+        "ServerAliveInterval=10",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        "-p",
+        str(args.port),
+        "-l",
+        args.user,
+        "--",
+        address,
+        run_script_from_stdin(CHECK_TIMEOUT_S),
+    ]
+    failed = f"pihalb: connectivity check of {args.host.name} ({args.user}@{address}:{args.port}) failed"
+    return f'{shlex.join(ssh)} || {{ status=$?; echo {shlex.quote(failed)}" (exit $status)" >&2; exit "$status"; }}'
 
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -162,6 +210,8 @@ class HostPreparation(pulumi.ComponentResource):
 
     connection: command.remote.ConnectionArgs
     """How every remote command reaches this host."""
+    checked: pulumi.Output[str]
+    """The connectivity check's output; the install step waits for it."""
     ready: command.remote.Command
     """The last preparation step: every later step on this host depends on it."""
     docker_provider: docker.Provider
@@ -181,22 +231,29 @@ class HostPreparation(pulumi.ComponentResource):
             dial_error_limit=3,
             per_dial_timeout=args.cluster.ssh.connect_timeout,
         )
-        # The paper's connectivity check comes first on every `pulumi up`, not only the first.
-        ping = every_run_script(
-            f"{name}-ping", self.connection, args.rendering.check_connectivity_script(args.cluster), parent=self
+        # The paper's connectivity check (`ansible -m ping`) comes first, on every preview and every up: a
+        # `local.run` invoke through the local ssh client, not a resource, so a converged stack shows no
+        # change for it. The install step's script is the same value either way, but its registration
+        # waits for the check's result, and every other step of this host waits for the install step.
+        key_path = ssh_key_file(args)
+        known_hosts = known_hosts_file(args)
+        self.checked = checked_locally(
+            key_path.apply(lambda path: connectivity_check_command(args, path, known_hosts)),
+            args.rendering.check_connectivity_script(args.cluster),
         )
+        install = args.rendering.prepare_host_script(args.cluster, args.user)
         self.ready = remote_script(
             f"{name}-install",
             self.connection,
-            args.rendering.prepare_host_script(args.cluster, args.user),
+            self.checked.apply(lambda _: install),
             delete_script=args.rendering.prepare_host_delete_script(),
             parent=self,
-            depends_on=[ping],
+            depends_on=[],
         )
         self.docker_provider = docker.Provider(
             f"{name}-docker",
             host=f"ssh://{args.user}@{host.address}:{args.port}",
-            ssh_opts=docker_ssh_opts(args),
+            ssh_opts=docker_ssh_opts(args, key_path, known_hosts),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
         )
         # Outputs registered last, so the component is complete only when the host is ready.

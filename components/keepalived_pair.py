@@ -1,14 +1,31 @@
-"""KeepalivedPair: VRRP on the two balancer hosts, outside the containers, moving the VIP."""
+"""KeepalivedPair: VRRP on the two balancer hosts, outside the containers, moving the VIP.
+
+A changed keepalived.conf stops the BACKUP's keepalived (its keepalived step) until the MASTER's step has
+reloaded; the resume step then starts it again. The resume step is keyed (its `triggers`) on the BACKUP's
+keepalived step's `stdout`, which carries a fresh run id on every run of that step: it runs again exactly
+when that step ran since it last ran, so an `up` of a converged stack plans no step, and a BACKUP left
+stopped is started by the next `up` wherever the previous one stopped:
+- stopped after the BACKUP's step, before the MASTER's (or the MASTER's failed): the next `up` runs the
+  MASTER's step, then the resume step (the BACKUP step's stdout in the state differs from the one the
+  resume step recorded). An `up` that reverts the change runs the BACKUP's step again (its config differs
+  from the state's; it installs the old config and leaves keepalived stopped), so the resume step runs
+  after it;
+- stopped after the MASTER's step: the resume step's triggers still differ from its state, so it runs;
+- a resume whose create failed left no state (or its old copy with the old triggers): it runs again.
+Not covered by Pulumi's state: the BACKUP's step killed or failed while running, then an `up` that
+reverts the change; `pulumi up --replace` on the resume step starts the BACKUP's keepalived.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 
 from components import render
 from components.host import HostPreparation
-from components.remote import every_run_script, remote_script
+from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -44,8 +61,8 @@ class KeepalivedPair(pulumi.ComponentResource):
         # The BACKUP's steps first, each of the MASTER's after its BACKUP twin: a change (a firewall
         # script, a watcher, a keepalived value) never touches both hosts at once. A changed keepalived.conf
         # stops the BACKUP's keepalived until the MASTER has reloaded (keepalived.sh says why); the resume
-        # step, on every up, starts it again.
-        backup_steps: dict[str, pulumi.Resource] = {}
+        # step, keyed on each run of the BACKUP's step, starts it again.
+        backup_steps: dict[str, command.remote.Command] = {}
         for host, peer in ((backup, master), (master, backup)):
             prepared = args.prepared[host.name]
             first = [backup_steps["vrrp-host"]] if host is master else []
@@ -84,14 +101,16 @@ class KeepalivedPair(pulumi.ComponentResource):
                 carries_secrets=True,
                 parent=self,
                 depends_on=[*tracking, *args.after, *first],
+                takes_out=host is backup,
             )
             if host is backup:
                 backup_steps = {"vrrp-host": vrrp_host, "haproxy-watch": tracking[-1], "keepalived": keepalived}
             else:
-                every_run_script(
+                bring_back_script(
                     f"{name}-{backup.name}-keepalived-resume",
                     args.prepared[backup.name].connection,
                     args.rendering.keepalived_resume_script(),
+                    keyed_on=[backup_steps["keepalived"].stdout],
                     parent=self,
                     depends_on=[keepalived],
                 )

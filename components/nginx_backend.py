@@ -6,8 +6,24 @@ every Container), so the server is gone for a few seconds. The program makes tha
 - the new container must answer its health check before the create counts as done (`wait`);
 - each balancer then sends it requests again once its own check says UP (ready);
 - the next server's drain waits for this server's ready steps, so one server at a time is out.
-The drain step carries the container's spec and image ID, so it runs exactly when the container changes; the ready
-step runs on every up, so a server drained is brought back even after an apply that failed in between.
+The drain step carries the container's spec and image ID, so it runs exactly when the container changes.
+Each ready step is keyed (its `triggers`) on its balancer's drain step's `stdout`, which carries a fresh
+run id on every run of the drain, and on the container's `id`. It runs again exactly when one of them
+changed since it last ran, so an `up` of a converged stack plans no step, and a server left drained is
+brought back by the next `up` wherever the previous one stopped:
+- after a drain completed (on one balancer or both) and before the ready steps ran, whatever became of
+  the container (not started, replaced, its create failed or killed): the drain's stdout in the state is
+  not the one the ready step recorded, so the next `up` runs it, once the container is there (that `up`
+  drains the other balancer and replaces or creates the container first if the previous one did not);
+- an `up` that reverts the change instead: the drain that ran has the new script in the state, so it
+  runs again with the old one, and its ready step after it (and the container goes back if it changed);
+- after one ready step: the other one's triggers still differ from its state, so it runs;
+- a ready step whose create failed (the server never came UP) left no state, or its old copy with the old
+  triggers: the next `up` runs it again;
+- a container replaced without a drain (`pulumi up --replace` on the container): a new `id`.
+Not covered by Pulumi's state: a drain killed or failed *while* running, followed by an `up` that reverts
+the change (the state keeps the drain's old inputs, so nothing re-runs): `pulumi up --replace` on its
+ready step puts the server back.
 The page is a file on the host that the container serves read-only: a new page is no new container.
 """
 
@@ -20,7 +36,7 @@ import pulumi_docker as docker
 
 from components import render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
-from components.remote import every_run_script, remote_script
+from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
 
 
@@ -101,6 +117,7 @@ class NginxBackend(pulumi.ComponentResource):
                 parent=self,
                 # Drained only once its new image is built: a server is out of service for the swap alone.
                 depends_on=[balancer.ready, self.image, page, *args.after],
+                takes_out=True,
             )
             for balancer in args.balancers
         ]
@@ -111,14 +128,15 @@ class NginxBackend(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, prune, *drains])),
         )
         self.ready = tuple(
-            every_run_script(
+            bring_back_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
                 args.rendering.server_ready_script(server),
+                keyed_on=[self.container.id, drain.stdout],
                 parent=self,
                 depends_on=[self.container],
             )
-            for balancer in args.balancers
+            for balancer, drain in zip(args.balancers, drains, strict=True)
         )
         # Registered last: the component's outputs exist once the server runs and is back in service.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

@@ -3,6 +3,7 @@
 - Create runs `create`; Update runs `update`, or `create` when no `update` is set; Delete runs the
   *old* `delete` over the *old* connection, and nothing when it has none.
 - `stdin` is written to the command's standard input; it never appears on a command line.
+- `stdout` and `stderr` are outputs (one trailing newline trimmed); a later step may be keyed on them.
 - The connection is dialled `dialErrorLimit` times (default 10) with `perDialTimeout` each, and only
   the pinned `hostKey` is accepted.
 An input this engine does not know how to honour is an error, never skipped.
@@ -90,7 +91,8 @@ class CommandOps:
             raise StepError(
                 f"step {resource.name} failed on host {target.host} (exit {code}):\n{out[-2000:]}\n{err[-3000:]}"
             )
-        return {**inputs, "stdout": out, "stderr": err}
+        # Outputs as pulumi-command keeps them (remote/commandOutputs.go): one trailing newline trimmed.
+        return {**inputs, "stdout": out.removesuffix("\n"), "stderr": err.removesuffix("\n")}
 
 
 def host_changed(outputs: dict) -> bool | None:

@@ -24,7 +24,17 @@ from typing import Protocol
 from harness import rules
 from harness.command_ops import CommandOps, InitError, StepError, host_changed
 from harness.docker_ops import ContainerOps, ImageOps, ProviderOps, Providers
-from harness.plan import Plan, Step, delete_order, diff, has_computed, make_plan, needs, resolve_computed
+from harness.plan import (
+    Plan,
+    Step,
+    delete_order,
+    diff,
+    has_computed,
+    make_plan,
+    needs,
+    outputs_with_id,
+    resolve_computed,
+)
 from harness.program import PROJECT, Program
 from harness.state import STACK_TYPE, Checkpoint, Resource, now
 
@@ -219,7 +229,7 @@ class Engine:
 
         def outputs_of(type_: str, name: str) -> dict | None:
             source = self._declared.get(self._names.get((type_, name), ""))
-            return source.outputs if source is not None else None
+            return outputs_with_id(source) if source is not None else None
 
         new.inputs = resolve_computed(new.inputs, outputs_of)
         if has_computed(new.inputs):

@@ -74,10 +74,11 @@ class Plan:
         found.update({s.name: "delete" for s in self.deletes if s.name not in found})
         return found
 
-    def changes_besides_every_up(self) -> dict[str, str]:
-        """`kinds()` without the steps a fresh trigger replaces on every up (their only changed input)."""
-        every_up = {s.name for s in self.steps if s.op == "replace" and tuple(s.keys) == ("triggers",)}
-        return {name: op for name, op in self.kinds().items() if name not in every_up}
+    def changes_besides_bring_back(self) -> dict[str, str]:
+        """`kinds()` without the steps replaced for their `triggers` alone: the program's bring-back steps
+        (ready, rejoin, resume), which run after the step that took a host out or a new container."""
+        bring_back = {s.name for s in self.steps if s.op == "replace" and tuple(s.keys) == ("triggers",)}
+        return {name: op for name, op in self.kinds().items() if name not in bring_back}
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -164,6 +165,11 @@ def resolve_computed(value: Any, outputs_of: Callable[[str, str], dict | None]) 
     return value
 
 
+def outputs_with_id(resource: Resource) -> dict | None:
+    """A resource's outputs and its ID (`id`, which the program can read as an output too), once it has one."""
+    return {**resource.outputs, "id": resource.id} if resource.id else None
+
+
 def has_computed(value: Any) -> bool:
     return bool(COMPUTED.search(_canonical(value)))
 
@@ -187,7 +193,7 @@ def make_plan(program: Program, checkpoint: Checkpoint, replace: Collection[str]
         if declared.urn in replace or declared.name in replace:
             step = Step("replace", new, old, step.keys, (*step.reasons, "--replace"), delete_first=_delete_first(new))
         if step.op == "same":
-            known[(declared.type, declared.name)] = old.outputs
+            known[(declared.type, declared.name)] = outputs_with_id(old)
         if step.op == "replace" and new.type.startswith("pulumi:providers:"):
             replaced_providers.add(new.urn)
         steps.append(step)

@@ -3,6 +3,10 @@
 Used by the unit tests (assertions on the graph) and by the lab apply (the same records carried out
 for real). Mocks register resources in a valid dependency order: a resource is registered only once
 every resource it depends on has been.
+
+The program's invokes (its connectivity checks, pulumi-command's `local.run`) run for real while it
+runs, as Pulumi runs them on every preview and every update (`harness/invokes.py`): a failed one fails
+the run, before anything is planned. The unit tests pass canned results instead (`invoke=`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,8 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 
 from components.settings import CONFIG_NAMESPACE, SECRET_KEYS
+from harness import invokes
+from harness.command_ops import StepError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "pi-ha-lb"
@@ -55,12 +62,23 @@ class Declared:
 
 
 @dataclass
+class Invoked:
+    """One invoke the program made, with its result."""
+
+    token: str
+    args: dict[str, Any]
+    result: dict[str, Any]
+    registered_before: int  # how many resources the program had registered when it called it
+
+
+@dataclass
 class Program:
     """Everything one run declared, in registration order, and the stack outputs."""
 
     stack: str
     resources: list[Declared]
     outputs: dict[str, Any]
+    invokes: list[Invoked] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -122,10 +140,15 @@ def _unwrap_secrets(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-# Outputs a provider computes on create or update (not copies of inputs), by resource type. The mocks give
-# each a placeholder naming the resource and the output; whatever the program derives from it carries the
+# Outputs a provider computes on create or update (not copies of inputs), by resource type: an image's
+# digest, a command's stdout, a container's ID (`id`: the resource's own ID). The mocks give each a
+# placeholder naming the resource and the output; whatever the program derives from it carries the
 # placeholder, and the engine puts the real value in once that resource's step is done.
-COMPUTED_OUTPUTS = {"docker:index/image:Image": ("repoDigest",)}
+COMPUTED_OUTPUTS = {
+    "docker:index/image:Image": ("repoDigest",),
+    "command:remote:Command": ("stdout",),
+    "docker:index/container:Container": ("id",),
+}
 COMPUTED = re.compile(r"<computed ([^<>\s]+)::([^<>\s]+)\.(\w+)>")
 
 
@@ -134,17 +157,36 @@ def computed(type_: str, name: str, output: str) -> str:
 
 
 class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self, resources: list[Declared]) -> None:
+    def __init__(self, resources: list[Declared], invoke: invokes.Invoke) -> None:
         self.resources = resources
+        self.invoke = invoke
+        self.invoked: list[Invoked] = []
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
-        for output in COMPUTED_OUTPUTS.get(args.typ, ()):
-            outputs[output] = computed(args.typ, args.name, output)
-        return f"{args.name}-id", outputs
+        computes = COMPUTED_OUTPUTS.get(args.typ, ())
+        for output in computes:
+            if output != "id":
+                outputs[output] = computed(args.typ, args.name, output)
+        return computed(args.typ, args.name, "id") if "id" in computes else f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        raise RuntimeError(f"the program made an unexpected call to {args.token}")
+        """An invoke: carried out (or answered) by `self.invoke`. A failure is recorded and fails the run
+        once the program has run (`run` raises it): raised here, it would travel through Pulumi's futures,
+        and one never retrieved is logged, traceback and all, whenever it is collected."""
+        with self._lock:
+            registered = len(self.resources)
+        try:
+            result = self.invoke(args.token, dict(args.args))
+        except Exception as error:  # noqa: BLE001 (any failure of an invoke fails the run, with its message)
+            with self._lock:
+                self.failures.append(str(error))
+            return {}
+        with self._lock:
+            self.invoked.append(Invoked(args.token, dict(args.args), result, registered))
+        return result
 
 
 class _RecordingMonitor(MockMonitor):
@@ -189,13 +231,16 @@ def run(
     secret_keys: list[str],
     preview: bool = False,
     declared: list[Declared] | None = None,
+    invoke: invokes.Invoke = invokes.run,
 ) -> Program:
     """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared.
 
     `declared`, when given, receives the registrations as they happen, so a caller can see what was
-    registered even when the program fails.
+    registered even when the program fails. `invoke` carries out the program's invokes: for real by
+    default (the lab engine's preview and up), canned in the unit tests. A failed invoke raises
+    StepError with its message, as `pulumi preview` and `pulumi up` fail with it.
     """
-    recorder = _Recorder(declared if declared is not None else [])
+    recorder = _Recorder(declared if declared is not None else [], invoke)
     exported: dict[str, Any] = {}
     runtime_settings.reset_options()
     pulumi.runtime.set_all_config({k: _encode(v) for k, v in config.items()}, secret_keys)
@@ -217,8 +262,10 @@ def run(
         return pulumi.Output.from_input(exported)
 
     _program()
+    if recorder.failures:  # as `pulumi preview` and `pulumi up` fail on a failed invoke, with its message
+        raise StepError(recorder.failures[0])
     outputs = {k: _resolve(v) for k, v in exported.items()}
-    return Program(stack, recorder.resources, outputs)
+    return Program(stack, recorder.resources, outputs, recorder.invoked)
 
 
 def _resolve(value: Any) -> Any:

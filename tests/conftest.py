@@ -62,15 +62,21 @@ def stack_config(ssh_private_key, tmp_path, monkeypatch):
     return build
 
 
+def canned_invoke(token: str, args: dict) -> dict:
+    """The connectivity check's answer, without a host: what `local.run` returns when the check passes."""
+    assert token == "command:local:run", token
+    return {**args, "stdout": "pong from a canned host\npihalb-changed: no", "stderr": ""}
+
+
 @pytest.fixture
 def run_stack(stack_config):
-    """Run the program on a stack's config (optionally altered first) under mocks."""
+    """Run the program on a stack's config (optionally altered first) under mocks, invokes canned."""
 
-    def run(stack: str, alter=None, declared=None) -> program.Program:
+    def run(stack: str, alter=None, declared=None, invoke=canned_invoke) -> program.Program:
         config = stack_config(stack)
         if alter:
             alter(config)
-        return program.run(stack, config, program.SECRET_CONFIG_KEYS, declared=declared)
+        return program.run(stack, config, program.SECRET_CONFIG_KEYS, declared=declared, invoke=invoke)
 
     return run
 

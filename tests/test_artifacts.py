@@ -233,6 +233,8 @@ def _scripts(program):
         yield command.name, script_of(command)
         if "delete" in command.inputs:
             yield f"{command.name}-delete", script_of(command, "delete")
+    for number, invoked in enumerate(program.invokes):  # the connectivity checks (local.run, script on stdin)
+        yield f"check-{number}", invoked.args["stdin"]
 
 
 def _script_file(script: str) -> str:

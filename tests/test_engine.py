@@ -432,3 +432,80 @@ def test_the_ssh_shim_is_made_once_when_providers_are_configured_in_parallel(mon
     assert len(dirs) == 1 and len(made) == 1
     assert os.environ["PATH"].split(os.pathsep)[0] == str(dirs.pop())
     docker_ops._make_shim_dir.cache_clear()
+
+
+class Runner(Recorder):
+    """A recorder whose commands print a fresh run id and whose containers get a fresh ID on each create,
+    as the hosts and the Docker daemon do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def _outputs(self, new) -> dict:
+        self.runs += 1
+        outputs = dict(new.inputs)
+        if new.type == rules.COMMAND:
+            outputs["stdout"] = f"run {self.runs}"
+        return outputs
+
+    def create(self, new):
+        super().create(new)
+        if new.type == rules.CONTAINER:
+            outputs = self._outputs(new)  # its ID is the resource's own, not among the outputs
+            return f"container-{self.runs}", outputs
+        return f"{new.name}-id", self._outputs(new)
+
+    def update(self, old, new):
+        super().update(old, new)
+        return self._outputs(new)
+
+
+def keyed(image_tag: str = "img:1", out_script: str = "take out") -> list[Declared]:
+    """A step keyed on a container's ID and on another step's stdout (computed outputs), as the program's
+    ready steps are on their container and drain."""
+    from harness.program import computed
+
+    web = container("web", image_tag)
+    out = command("out", out_script)
+    back = command(
+        "back",
+        "bring back",
+        deps=[web.urn, out.urn],
+        triggers=[computed(rules.CONTAINER, "web", "id"), computed(rules.COMMAND, "out", "stdout")],
+    )
+    back.property_dependencies = {"triggers": [web.urn, out.urn]}
+    return [provider(), out, web, back]
+
+
+def test_a_step_keyed_on_computed_outputs_is_same_until_they_change_and_unknown_in_the_preview(tmp_path):
+    """Triggers from a container's `id` and a command's `stdout`: resolved once those steps are done, never
+    stored as placeholders, the same on an unchanged `up`, and a replace when either changes (shown as a
+    replace in the preview, where the new value is unknown)."""
+
+    def apply(resources: list[Declared]):
+        recorder = Runner()
+        ops = dict.fromkeys((rules.COMMAND, rules.DOCKER_PROVIDER, rules.IMAGE, rules.CONTAINER), recorder)
+        eng = Engine(Checkpoint.load(tmp_path / "state.json"), tmp_path, log=lambda line: None, parallel=4, ops=ops)
+        eng.provider_ops = recorder
+        program = Program("t", resources, {})
+        preview = eng.preview(program).kinds()
+        plan, _ = eng.up(program)
+        return preview, plan.kinds(), [c[:2] for c in recorder.calls]
+
+    _, kinds, calls = apply(keyed())
+    assert set(kinds.values()) == {"create"} and calls.index(("create", "back")) == len(calls) - 1
+    state = Checkpoint.load(tmp_path / "state.json")
+    web, out, back = (
+        state.get(urn(t, n)) for t, n in ((rules.CONTAINER, "web"), (rules.COMMAND, "out"), (rules.COMMAND, "back"))
+    )
+    assert back.inputs["triggers"] == [web.id, out.outputs["stdout"]]  # the real values, never a placeholder
+    assert web.id.startswith("container-") and out.outputs["stdout"].startswith("run ")
+    assert apply(keyed()) == ({}, {}, [])  # nothing changed: nothing planned, nothing run
+    preview, kinds, calls = apply(keyed(out_script="take out, changed"))  # the take-out step runs again
+    assert preview == kinds == {"out": "update", "back": "replace"}
+    assert calls == [("update", "out"), ("create", "back"), ("delete", "back")]
+    preview, kinds, calls = apply(keyed(image_tag="img:2", out_script="take out, changed"))  # a new container
+    assert preview == kinds == {"web": "replace", "back": "replace"}
+    assert calls == [("delete", "web"), ("create", "web"), ("create", "back"), ("delete", "back")]
+    assert apply(keyed(image_tag="img:2", out_script="take out, changed")) == ({}, {}, [])

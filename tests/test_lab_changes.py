@@ -71,12 +71,13 @@ class Changes:
 
 
 def changed(applied) -> dict[str, str]:
-    """The plan's changes, without the steps replaced on every up (by design)."""
+    """The plan's changes, without the bring-back steps (replaced for their triggers alone: the unit tests
+    in tests/test_program.py and tests/test_converge.py assert exactly when they run)."""
     return changed_in(applied.plan)
 
 
 def changed_in(plan) -> dict[str, str]:
-    return plan.changes_besides_every_up()
+    return plan.changes_besides_bring_back()
 
 
 def assert_healthy(lab: Lab) -> None:
@@ -278,7 +279,7 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
     assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
     again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
-    assert changed(again) == {}
+    assert again.plan.kinds() == {}  # the containers kept their IDs: nothing to bring back either
 
 
 def grown_lab(lab: Lab, hosts: list[dict]) -> Lab:
@@ -366,13 +367,13 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
     assert_no_request_failed(recording)
     assert_healthy(lab)
     again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
-    assert changed(again) == {}
+    assert again.plan.kinds() == {}  # converged: not even a bring-back step left
 
 
 def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up_recovers(changes, lab):
     """`wait=True`: an nginx image that builds but cannot start fails its create; no other server is
     touched, the load is still served, and the next good `up` brings the server back into service on
-    both balancers (the ready steps run on every up, though this one's apply failed before them)."""
+    both balancers (its ready steps are keyed on its drains, which ran, and on its container)."""
     dockerfile = changes.files / "nginx" / "Dockerfile"
     good = dockerfile.read_text()
     dockerfile.write_text(good + 'CMD ["nginx", "-g", "daemon off; no_such_directive on;"]\n')
@@ -393,4 +394,5 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     dockerfile.write_text(good)
     applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
     assert changed(applied)[f"{first}-nginx-container"] == "replace"  # a new image replaces the kept one
+    assert {applied.plan.kinds()[f"{first}-nginx-ready-on-{b.name}"] for b in lab.balancers} == {"replace"}
     assert_healthy(lab)

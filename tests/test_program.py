@@ -13,12 +13,12 @@ import pytest
 
 from components import render
 from components.cluster import FILES_ENV
-from components.remote import RUN_SCRIPT_FROM_STDIN
-from harness.plan import make_plan, resolve_computed, resource_of
+from components.remote import CHECK_TIMEOUT_S, RUN_SCRIPT_FROM_STDIN, RUN_SCRIPT_WITH_RUN_ID, run_script_from_stdin
+from harness.plan import make_plan
 from harness.program import Program, computed
-from harness.state import Checkpoint
 
 from .conftest import STACKS, STATS_PASSWORD, VRRP_PASSWORD
+from .converge import converged
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ CONTAINER = "docker:index/container:Container"
 def script_of(resource, step: str = "create") -> str:
     """The bash script a remote command runs: on its stdin for create, on the command line for delete."""
     if step == "create":
-        assert resource.inputs["create"] == RUN_SCRIPT_FROM_STDIN
+        assert resource.inputs["create"] in (RUN_SCRIPT_FROM_STDIN, RUN_SCRIPT_WITH_RUN_ID)
         return resource.inputs["stdin"]
     words = shlex.split(resource.inputs[step])
     assert words[:3] == ["exec", "bash", "-c"]
@@ -39,14 +39,10 @@ def script_of(resource, step: str = "create") -> str:
 
 
 def planned(before: Program, after: Program) -> dict[str, str]:
-    """What the lab engine's planner (Pulumi's rules) would do going from `before`, applied, to `after`."""
-    applied = [resource_of(d) for d in before.resources]
-    for resource in applied:  # as an apply leaves them: computed outputs known (each image has a digest)
-        resource.inputs = resolve_computed(resource.inputs, lambda type_, name: {"repoDigest": f"sha256:{name}"})
-        resource.outputs = dict(resource.inputs)
-        if resource.type == IMAGE:
-            resource.outputs["repoDigest"] = f"sha256:{resource.urn.rsplit('::', 1)[-1]}"
-    return make_plan(after, Checkpoint(Path("/nonexistent"), applied, [])).kinds()
+    """What the lab engine's planner (Pulumi's rules) would do going from `before`, applied by the lab
+    engine to modelled hosts, to `after`."""
+    checkpoint, _ = converged(before)
+    return make_plan(after, checkpoint).kinds()
 
 
 def embedded_file(resource) -> str:
@@ -183,17 +179,42 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
     assert program.outputs["vrrpMaster"] == "lb1"
 
 
-def test_every_step_of_a_host_waits_for_its_preparation(program):
+def test_every_step_of_a_host_waits_for_its_connectivity_check_and_preparation(program):
+    """The check is an invoke (no resource): the install step registers only once it has answered."""
+    invoked = {i.args["command"].split(" -- ")[1].split()[0]: i for i in program.invokes}
+    assert sorted(invoked) == sorted(h["address"] for h in hosts(program))
     for host in hosts(program):
-        ping = program.named(f"{host['name']}-ping")
         install = program.named(f"{host['name']}-install")
-        assert program.depends_on(install, ping)
+        assert invoked[host["address"]].registered_before <= program.resources.index(install)
         on_host = [c for c in program.of_type(COMMAND) if c.inputs["connection"]["host"] == host["address"]]
         on_host += [r for r in program.resources if r.provider and f"::{host['name']}-docker::" in r.provider]
-        later = [r for r in on_host if r.name not in (ping.name, install.name)]
+        later = [r for r in on_host if r.name != install.name]
         assert later, host
         for resource in later:
             assert program.depends_on(resource, install), resource.name
+
+
+def test_the_connectivity_check_runs_the_script_over_ssh_with_no_secret_on_its_command_line(program, ssh_private_key):
+    """`local.run` on every preview and up: the local ssh client, the key file the Docker provider uses, the
+    pinned host key, the script on stdin; the command line names files and the host, never a secret."""
+    cluster = program_config(program)
+    for host in hosts(program):
+        check = next(i for i in program.invokes if f" -- {host['address']} " in i.args["command"])
+        assert check.token == "command:local:run"
+        assert set(check.args) == {"command", "stdin", "addPreviousOutputInEnv", "logging"}
+        assert "EXPECTED_ARCH=" in check.args["stdin"] and "sudo -n true" in check.args["stdin"]
+        words = shlex.split(check.args["command"].split(" || ")[0])
+        assert words[0] == "ssh" and words[words.index("-l") + 1] == (host.get("user") or cluster["ssh"]["user"])
+        options = [words[i + 1] for i, w in enumerate(words) if w == "-o"]
+        assert {"BatchMode=yes", "StrictHostKeyChecking=yes", "IdentitiesOnly=yes", "ControlPath=none"} <= set(options)
+        known_hosts = next(o.split("=", 1)[1] for o in options if o.startswith("UserKnownHostsFile="))
+        assert Path(known_hosts).read_text().startswith(f"{host['address']} ssh-ed25519 ")
+        key_file = Path(words[words.index("-i") + 1])
+        assert key_file.read_text().strip() == ssh_private_key.strip() and key_file.stat().st_mode & 0o077 == 0
+        assert words[-1] == run_script_from_stdin(CHECK_TIMEOUT_S)  # the script comes on stdin
+        assert f"connectivity check of {host['name']} (" in check.args["command"]  # a failure names the host
+        for secret in (ssh_private_key, VRRP_PASSWORD, STATS_PASSWORD):
+            assert secret not in check.args["command"] and secret not in check.args["stdin"]
 
 
 def test_balancers_wait_for_servers_and_keepalived_for_balancers(program):
@@ -208,15 +229,41 @@ def test_balancers_wait_for_servers_and_keepalived_for_balancers(program):
             assert program.depends_on(keepalived, container)
 
 
-def test_remote_commands_rerun_as_updates_and_only_every_up_steps_are_triggered(program):
-    """Triggers replace a Command, and a replacement runs the old delete: only steps without one may have them."""
+def bring_back_steps(program: Program) -> dict[str, list[str]]:
+    """Each step that brings a host back, with what its triggers are: (resource name, output) pairs."""
+    servers, (master, backup) = [h["name"] for h in hosts(program, "server")], ("lb1", "lb2")
+    steps = {
+        f"{s}-nginx-ready-on-{lb}": [(f"{s}-nginx-container", "id"), (f"{s}-nginx-drain-on-{lb}", "stdout")]
+        for s in servers
+        for lb in (master, backup)
+    }
+    steps |= {
+        f"{lb}-haproxy-rejoin": [(f"{lb}-haproxy-container", "id"), (f"{lb}-haproxy-leave", "stdout")]
+        for lb in (master, backup)
+    }
+    steps[f"vrrp-{backup}-keepalived-resume"] = [(f"vrrp-{backup}-keepalived", "stdout")]
+    return steps
+
+
+def test_remote_commands_rerun_as_updates_and_only_bring_back_steps_are_triggered(program):
+    """Triggers replace a Command, and a replacement runs the old delete: only steps without one may have
+    them. The bring-back steps are keyed on what they protect: the stdout of the step that takes the host
+    out (which prints a fresh run id on every run) and the container they wait for; never a fresh value."""
+    bring_back = bring_back_steps(program)
+    take_out = {source for keys in bring_back.values() for source, output in keys if output == "stdout"}
     for command in program.of_type(COMMAND):
         assert command.inputs["addPreviousOutputInEnv"] is False
         assert command.inputs["connection"]["hostKey"].startswith("ssh-ed25519 ")
-        if command.name in PINGS:
-            assert len(command.inputs["triggers"]) == 1 and "delete" not in command.inputs
+        assert (command.inputs["create"] == RUN_SCRIPT_WITH_RUN_ID) == (command.name in take_out), command.name
+        if command.name in bring_back:
+            types = {name: program.named(name).type for name, _ in bring_back[command.name]}
+            assert command.inputs["triggers"] == [computed(types[n], n, o) for n, o in bring_back[command.name]]
+            assert "delete" not in command.inputs
+            for name, _ in bring_back[command.name]:
+                assert program.depends_on(command, program.named(name))
         else:
             assert "triggers" not in command.inputs, command.name
+    assert len(bring_back) == 2 * len(hosts(program, "server")) + 3
 
 
 def test_secrets_stay_secret(program, ssh_private_key):
@@ -272,35 +319,26 @@ def _append_comment(files, relative: str) -> None:
         handle.write("# a change\n")
 
 
-# Replaced on every up by a fresh trigger: the connectivity checks, and the steps that put each server
-# back into service on each balancer and each balancer back into VRRP, and the BACKUP's keepalived running
-# again after the MASTER's keepalived step (idempotent, nothing to delete).
-PINGS = (
-    {f"{h}-ping": "replace" for h in ("server1", "server2", "server3", "lb1", "lb2")}
-    | {f"{s}-nginx-ready-on-{lb}": "replace" for s in ("server1", "server2", "server3") for lb in ("lb1", "lb2")}
-    | {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}
-    | {"vrrp-lb2-keepalived-resume": "replace"}
-)
-
-
-def test_nothing_changed_replaces_only_the_every_up_steps(run_stack):
-    assert planned(run_stack("dev"), run_stack("dev")) == PINGS
+def test_nothing_changed_plans_no_step(run_stack, stack):
+    """A converged stack previews no change (`pulumi preview --expect-no-changes`), whatever its profile."""
+    assert planned(run_stack(stack), run_stack(stack)) == {}
 
 
 def test_a_changed_haproxy_template_updates_the_config_steps_in_place(run_stack, files_copy):
     before = run_stack("dev")
     _append_comment(files_copy, "templates/haproxy.cfg.j2")
-    assert planned(before, run_stack("dev")) == PINGS | {"lb1-haproxy-config": "update", "lb2-haproxy-config": "update"}
+    assert planned(before, run_stack("dev")) == {"lb1-haproxy-config": "update", "lb2-haproxy-config": "update"}
 
 
-def test_a_changed_keepalived_value_updates_keepalived_and_deletes_nothing(run_stack):
+def test_a_changed_keepalived_value_updates_keepalived_resumes_the_backup_and_deletes_nothing(run_stack):
     def weight(config):
         config["pihalb:cluster"]["vrrp"]["track"]["weight"] = 3
 
     before = run_stack("dev")
-    assert planned(before, run_stack("dev", weight)) == PINGS | {
+    assert planned(before, run_stack("dev", weight)) == {
         "vrrp-lb1-keepalived": "update",
         "vrrp-lb2-keepalived": "update",
+        "vrrp-lb2-keepalived-resume": "replace",  # keyed on the BACKUP step's run: it starts it again
     }
 
 
@@ -310,8 +348,9 @@ def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(
     changes = planned(before, run_stack("dev"))
     servers = [h["name"] for h in hosts(before, "server")]
     rolling = {f"{s}-nginx-drain-on-{lb}": "update" for s in servers for lb in ("lb1", "lb2")}
+    rolling |= {f"{s}-nginx-ready-on-{lb}": "replace" for s in servers for lb in ("lb1", "lb2")}  # new container
     images = {f"{s}-nginx-{step}": "update" for s in servers for step in ("image", "image-prune")}
-    assert changes == PINGS | rolling | images | {f"{s}-nginx-container": "replace" for s in servers}
+    assert changes == rolling | images | {f"{s}-nginx-container": "replace" for s in servers}
 
 
 def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
@@ -338,7 +377,7 @@ def test_deploy_devs_targets_carry_each_commands_parent_chain(run_stack):
             assert parent in targets, (urn, parent)
             parent = program.find(parent).parent
     names = {program.find(u).name for u in targets}
-    assert names == {f"{h['name']}{suffix}" for h in hosts(program) for suffix in ("", "-ping", "-install")}
+    assert names == {f"{h['name']}{suffix}" for h in hosts(program) for suffix in ("", "-install")}
 
 
 def test_changes_roll_one_host_at_a_time(program):
@@ -370,7 +409,8 @@ def test_changes_roll_one_host_at_a_time(program):
 
 
 def test_the_backups_keepalived_waits_stopped_until_the_master_has_reloaded(program):
-    """keepalived.sh pauses the BACKUP on a changed config; the resume step, after the MASTER's, runs every up."""
+    """keepalived.sh pauses the BACKUP on a changed config; the resume step, after the MASTER's, is keyed on
+    each run of the BACKUP's step."""
     master, backup = program.outputs["vrrpMaster"], "lb2"
     master_step, backup_step = (program.named(f"vrrp-{lb}-keepalived") for lb in (master, backup))
     assert re.search(r"^PAUSE_FOR_PEER=yes$", script_of(backup_step), re.M)
@@ -380,7 +420,12 @@ def test_the_backups_keepalived_waits_stopped_until_the_master_has_reloaded(prog
     resume = program.named(f"vrrp-{backup}-keepalived-resume")
     assert program.depends_on(resume, master_step) and program.depends_on(master_step, backup_step)
     assert resume.inputs["connection"]["host"] == program.outputs["balancers"][backup]
-    assert len(resume.inputs["triggers"]) == 1 and "delete" not in resume.inputs
+    assert (
+        resume.inputs["triggers"] == [computed(COMMAND, backup_step.name, "stdout")] and "delete" not in resume.inputs
+    )
+    assert (
+        backup_step.inputs["create"] == RUN_SCRIPT_WITH_RUN_ID and master_step.inputs["create"] == RUN_SCRIPT_FROM_STDIN
+    )
 
 
 def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(run_stack, files_copy):
@@ -389,7 +434,8 @@ def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(ru
     changes = planned(before, run_stack("dev"))
     steps = ("image", "image-prune", "leave")
     rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in steps}
-    assert changes == PINGS | rolled | {f"{lb}-haproxy-container": "replace" for lb in ("lb1", "lb2")} | {
+    rejoins = {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}  # after its leave, a new container
+    assert changes == rolled | rejoins | {f"{lb}-haproxy-container": "replace" for lb in ("lb1", "lb2")} | {
         f"{lb}-haproxy-config": "update"
         for lb in ("lb1", "lb2")  # checked by the new image's own haproxy -c
     }
@@ -399,4 +445,4 @@ def test_a_page_change_rewrites_the_page_and_leaves_the_container(run_stack, fil
     before = run_stack("dev")
     _append_comment(files_copy, "templates/index.html.j2")
     servers = [h["name"] for h in hosts(before, "server")]
-    assert planned(before, run_stack("dev")) == PINGS | {f"{s}-nginx-page": "update" for s in servers}
+    assert planned(before, run_stack("dev")) == {f"{s}-nginx-page": "update" for s in servers}

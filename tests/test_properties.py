@@ -18,6 +18,7 @@ from components import render
 from components.settings import BALANCE_ALGORITHMS, CONFIG_NAMESPACE, RETRY_ON_KEYWORDS, ConfigError, load
 from harness import program as harness
 
+from .conftest import canned_invoke
 from .test_artifacts import embedded_file, keepalived_dump, run, script_of, stats_login, sudoers_line, tool
 
 pytestmark = pytest.mark.artifact
@@ -78,7 +79,7 @@ def run_stack(stack_config):
         alter(config)
         get = lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}")  # noqa: E731
         load(get, get)
-        return harness.run(stack, config, harness.SECRET_CONFIG_KEYS)
+        return harness.run(stack, config, harness.SECRET_CONFIG_KEYS, invoke=canned_invoke)
 
     return run_or_refuse
 
