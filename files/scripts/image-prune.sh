@@ -7,9 +7,12 @@
 # the same source reuses instead of compiling again.
 set -eu
 echo "current: $CURRENT ($CURRENT_ID)"
-# The service's own container ($CONTAINER) carries the label too (it inherits its image's): it stays even stopped.
+# Containers made from a tag of ours carry the label too (they inherit the image's): the service's own
+# ($CONTAINER, kept even stopped) and a config check (`docker run --rm $REPOSITORY:...`, created an instant
+# before it runs) are not leftovers. A build's containers run the builder's untagged intermediate images.
 leftovers=$(sudo -n docker ps -a --filter "label=$KIND_LABEL" --filter status=exited --filter status=created \
-    --format '{{.ID}} {{.Names}}' | awk -v own="$CONTAINER" '$2 != own { print $1 }')
+    --format '{{.ID}} {{.Names}} {{.Image}}' |
+    awk -v own="$CONTAINER" -v ours="$REPOSITORY:" '$2 != own && index($3, ours) != 1 { print $1 }')
 if [ -n "$leftovers" ]; then
     # shellcheck disable=SC2086 # a list of container IDs
     sudo -n docker rm $leftovers >/dev/null
