@@ -112,9 +112,7 @@ def convergence(lab: Lab, change: Change) -> dict[str, bool]:
             balancer_sh(b, f"cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0") == "0" for b in (master, backup)
         ),
         "ops status healthy": settled("ops status", lambda: ops_status(change.profile) == 0),
-        "preview empty": not stack.lab_stack.preview(
-            lab, change.profile, change.alter, files=change.files
-        ).changes_besides_bring_back(),
+        "preview empty": not stack.lab_stack.preview(lab, change.profile, change.alter, files=change.files).kinds(),
     }
 
 
