@@ -154,7 +154,7 @@ HAPROXY_NUMBERS = {
     "haproxy.healthCheck.expectStatus": (100, 599, "http-check expect status {}\n"),
     "haproxy.healthCheck.fall": (1, 100, " fall {} "),
     "haproxy.healthCheck.rise": (1, 100, " rise {}\n"),
-    "haproxy.retries": (0, 10, None),
+    "haproxy.retries": (0, 10, "    retries {}\n"),
     "haproxy.stopGraceMs": (0, 5000, None),
     "haproxy.frontendPort": (1, 65535, None),
     "haproxy.statsPort": (1, 65535, None),
@@ -188,8 +188,6 @@ def test_haproxy_numbers(run_stack, drawn):
         for field, (_, _, rendered) in HAPROXY_NUMBERS.items():
             if rendered:
                 assert rendered.format(values[field]) in cfg, field
-        if values["haproxy.retries"]:
-            assert f"    retries {values['haproxy.retries']}\n" in cfg
         if values["haproxy.stopGraceMs"]:
             assert f"    grace {values['haproxy.stopGraceMs']}ms\n" in cfg
 
