@@ -218,12 +218,6 @@ class Haproxy(StrictModel):
     stop_grace_ms: int_range(0, 5000, "milliseconds") = Field(default=0, alias="stopGraceMs")
     source: HaproxySource = HaproxySource()
 
-    @model_validator(mode="after")
-    def _check(self) -> Haproxy:
-        if self.frontend_port == self.stats_port:
-            raise Problem("the stats port equals the frontend port", "use another port, e.g. 8404", "statsPort")
-        return self
-
 
 class Nginx(StrictModel):
     """The application servers."""
@@ -255,6 +249,7 @@ class Cluster(StrictModel):
         _check_inventory(self)
         _check_priorities(self)
         _check_addresses(self)
+        _check_ports(self)
         return self
 
 
@@ -326,6 +321,33 @@ def _check_addresses(c: Cluster) -> None:
             )
         if h.address == vip.ip:
             raise Problem(f"VIP {vip.ip} is host {h.name}'s address", "pick an address no host uses", "vrrp.vip")
+
+
+def _check_ports(c: Cluster) -> None:
+    """Whatever listens on one host listens on its own port: sshd, and the ports Docker publishes there.
+
+    Docker cannot publish a port sshd already holds (the container never starts), and a container that
+    took it first would lock the program out of the host.
+    """
+    for i, h in enumerate(c.hosts):
+        ssh_key = f"hosts[{i}].port" if h.port is not None else "ssh.port"
+        listeners = {ssh_key: (h.port or c.ssh.port, "SSH port")}
+        if h.role == "server":
+            listeners["nginx.serverPort"] = (c.nginx.server_port, "nginx port")
+        else:
+            listeners["haproxy.frontendPort"] = (c.haproxy.frontend_port, "HAProxy frontend port")
+            listeners["haproxy.statsPort"] = (c.haproxy.stats_port, "HAProxy stats port")
+        taken: dict[int, tuple[str, str]] = {}
+        for key, (port, what) in listeners.items():
+            if port in taken:
+                other_key, other = taken[port]
+                raise Problem(
+                    f"{h.name}'s {what} {port} is also its {other} ({CONFIG_NAMESPACE}:{CLUSTER_KEY}.{other_key}); "
+                    "two listeners cannot share a port on one host",
+                    f"give {key} and {other_key} different ports",
+                    key,
+                )
+            taken[port] = (key, what)
 
 
 class Settings(StrictModel):

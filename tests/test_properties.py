@@ -333,6 +333,46 @@ def test_host_address(run_stack, address):
         assert f" {address}:80 check\n" in haproxy_cfg(program)
 
 
+# ---- ports on one host (issue 21) ---------------------------------------------------------------------
+
+PORT = st.one_of(st.sampled_from([22, 80, 2222, 8080, 8404]), st.integers(1, 65535))
+
+
+@FAST
+@given(ssh=PORT, lb1_ssh=st.none() | PORT, server1_ssh=st.none() | PORT, frontend=PORT, stats=PORT, nginx=PORT)
+def test_every_port_a_host_listens_on_is_its_own(run_stack, ssh, lb1_ssh, server1_ssh, frontend, stats, nginx):
+    """sshd's port (the login the program uses) and the ports Docker publishes, as declared: on each host
+    all different, each as written."""
+
+    def alter(config):
+        cluster = config["pihalb:cluster"]
+        cluster["ssh"]["port"] = ssh
+        for index, port in ((0, server1_ssh), (3, lb1_ssh)):
+            if port is not None:
+                cluster["hosts"][index]["port"] = port
+        cluster["haproxy"].update(frontendPort=frontend, statsPort=stats)
+        cluster["nginx"] = {"serverPort": nginx}
+
+    program = outcome(
+        run_stack,
+        alter,
+        "cluster.haproxy.frontendPort",
+        "cluster.haproxy.statsPort",
+        "cluster.nginx.serverPort",
+    )
+    if program:
+        for host, own, kind, published in (
+            ("server1", server1_ssh, "nginx", [nginx]),
+            ("server2", None, "nginx", [nginx]),
+            ("lb1", lb1_ssh, "haproxy", [frontend, stats]),
+            ("lb2", None, "haproxy", [frontend, stats]),
+        ):
+            login = program.named(f"{host}-ping").inputs["connection"]["port"]
+            ports = [p["external"] for p in program.named(f"{host}-{kind}-container").inputs["ports"]]
+            assert [login, *ports] == [own or ssh, *published]
+            assert len({login, *ports}) == 1 + len(ports), (host, login, ports)
+
+
 # ---- sudoers, ssh:// and scripts ------------------------------------------------------------------------
 
 

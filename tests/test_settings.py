@@ -364,3 +364,58 @@ def test_secret_errors_never_repeat_the_secret(run_stack):
 def test_secret_rules_come_from_one_table():
     assert settings.SECRET_KEYS == ("sshPrivateKey", "vrrpPassword", "statsPassword")
     assert set(settings.SECRET_KEYS) == {f.alias for f in settings.Secrets.model_fields.values()}
+
+
+# ---- issue 21: values each valid alone, refused together (or with the hosts), naming the keys ---------
+
+
+def _both(*alters):
+    def alter(config):
+        for each in alters:
+            each(config)
+
+    return alter
+
+
+TOGETHER_REFUSED = {
+    # 1. Ports: one listener per port on each host, sshd included.
+    "frontend port on the SSH port": (
+        _set("haproxy.frontendPort", 22),
+        "pihalb:cluster.haproxy.frontendPort: lb1's HAProxy frontend port 22 is also its SSH port "
+        "(pihalb:cluster.ssh.port)",
+    ),
+    "stats port on the SSH port": (_set("haproxy.statsPort", 22), "pihalb:cluster.haproxy.statsPort"),
+    "nginx port on the SSH port": (_set("nginx.serverPort", 22), "pihalb:cluster.nginx.serverPort: server1's"),
+    "nginx port on one server's own SSH port": (
+        _both(_host_field(2, "port", 8080), _set("nginx.serverPort", 8080)),
+        "server3's nginx port 8080 is also its SSH port (pihalb:cluster.hosts[2].port)",
+    ),
+    "stats port on the BACKUP's own SSH port": (
+        _host_field(4, "port", 8404),
+        "pihalb:cluster.haproxy.statsPort: lb2's HAProxy stats port 8404 is also its SSH port "
+        "(pihalb:cluster.hosts[4].port)",
+    ),
+    "stats port on the frontend port": (_set("haproxy.statsPort", 80), "pihalb:cluster.haproxy.statsPort"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOGETHER_REFUSED))
+def test_issue21_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
+    alter, expected = TOGETHER_REFUSED[case]
+    registered = []
+    with pytest.raises(ConfigError) as caught:
+        run_stack("dev", alter, declared=registered)
+    message = str(caught.value)
+    assert expected in message, message
+    assert "Fix:" in message and registered == []
+
+
+TOGETHER_ACCEPTED = {
+    "SSH moved off 22, frontend on 22": _both(_set("ssh.port", 2222), _set("haproxy.frontendPort", 22)),
+    "the same port on different hosts": _both(_host_field(0, "port", 8080), _set("haproxy.frontendPort", 8080)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOGETHER_ACCEPTED))
+def test_issue21_values_that_work_together_are_accepted(run_stack, case):
+    assert run_stack("dev", TOGETHER_ACCEPTED[case]).resources
