@@ -49,6 +49,23 @@ RETRY_ON_KEYWORDS = (
 )
 # HAProxy: "timer overflow ... maximum value is 2147483647 ms".
 HAPROXY_MAX_TIMER_MS = 2_147_483_647
+# Ranges that never hold a LAN host's address (nor a VIP), each with the reason. Private (10/8, 172.16/12,
+# 192.168/16), link-local (169.254/16), shared (100.64/10) and public unicast addresses stay accepted.
+NOT_UNICAST = tuple(
+    (ipaddress.IPv4Network(net), why)
+    for net, why in (
+        ("0.0.0.0/8", "'this network' (RFC 1122), only ever a source while a host has no address yet"),
+        ("127.0.0.0/8", "loopback, which never leaves a host"),
+        ("224.0.0.0/4", "multicast, which names a group, never one host"),
+        ("240.0.0.0/4", "reserved (RFC 1112) and the broadcast address 255.255.255.255, never routed as unicast"),
+    )
+)
+# keepalived adds the VIP with its prefix, so the balancers get an on-link route for the whole subnet:
+# traffic to any address in it is sent by ARP on the LAN instead of to the router. So the subnet may be
+# at most a whole private block where a LAN can be that large (10/8, 172.16/12), and a /16 elsewhere
+# (192.168/16, link-local 169.254/16, and more than any public LAN a Pi sits on).
+WIDE_LAN_BLOCKS = tuple(ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12"))
+WIDEST_LAN_PREFIX = 16
 
 
 class ConfigError(pulumi.RunError, ValueError):
@@ -104,9 +121,18 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
         raise Problem(
             f"{value!r} is not an IPv4 address", "write it as four numbers 0..255, e.g. 192.168.1.10"
         ) from None
-    if address.is_multicast or address.is_loopback or address.is_unspecified or address.is_reserved:
-        raise Problem(f"{value} is not a unicast host address", "use the host's LAN address")
+    for net, why in NOT_UNICAST:
+        if address in net:
+            raise Problem(
+                f"{value} is not a unicast host address: it is in {net}, {why}",
+                "use an address of the hosts' LAN (e.g. private 192.168.1.10, or link-local 169.254.1.10)",
+            )
     return address
+
+
+def widest_lan_prefix(address: ipaddress.IPv4Address) -> int:
+    """The shortest prefix a LAN holding `address` can have (see WIDE_LAN_BLOCKS)."""
+    return next((block.prefixlen for block in WIDE_LAN_BLOCKS if address in block), WIDEST_LAN_PREFIX)
 
 
 def _ipv4_interface(value: Any) -> ipaddress.IPv4Interface:

@@ -47,6 +47,7 @@ from components.fields import (
     fail,
     format_validation_error,
     int_range,
+    widest_lan_prefix,
 )
 from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
 from components.secrets import SECRET_KEYS, Secrets, check_secret  # noqa: F401
@@ -155,6 +156,15 @@ class Vrrp(StrictModel):
         if net.prefixlen >= 31:
             raise Problem(
                 f"prefix /{net.prefixlen} leaves no room for hosts", "give the VIP the LAN's prefix, e.g. /24", "vip"
+            )
+        widest = widest_lan_prefix(self.vip.ip)
+        if net.prefixlen < widest:
+            raise Problem(
+                f"prefix /{net.prefixlen} is wider than a LAN holding {self.vip.ip} can be (/{widest} at most): "
+                f"keepalived would give the balancers an on-link route for all of {net}, so they would look for "
+                "addresses beyond the LAN on it instead of sending them to the router",
+                f"give the VIP the LAN's own prefix, e.g. /24 (from /{widest} to /30)",
+                "vip",
             )
         if self.vip.ip in (net.network_address, net.broadcast_address):
             raise Problem(

@@ -377,6 +377,17 @@ def _both(*alters):
     return alter
 
 
+def _lan(vip, prefix):
+    """The VIP, and the five hosts at .11 .12 .13 .21 .22 of `prefix` (a.b.c)."""
+
+    def alter(config):
+        _set("vrrp.vip", vip)(config)
+        for host, last in zip(_hosts(config), (11, 12, 13, 21, 22), strict=True):
+            host["address"] = f"{prefix}.{last}"
+
+    return alter
+
+
 TOGETHER_REFUSED = {
     # 1. Ports: one listener per port on each host, sshd included.
     "frontend port on the SSH port": (
@@ -396,6 +407,15 @@ TOGETHER_REFUSED = {
         "(pihalb:cluster.hosts[4].port)",
     ),
     "stats port on the frontend port": (_set("haproxy.statsPort", 80), "pihalb:cluster.haproxy.statsPort"),
+    # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
+    "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),
+    "VIP prefix wider than 172.16/12": (_set("vrrp.vip", "172.30.42.240/11"), "(/12 at most)"),
+    "VIP prefix wider than a /16 in 192.168/16": (_lan("192.168.7.240/15", "192.168.7"), "(/16 at most)"),
+    "VIP prefix /8 outside 10/8": (_lan("100.64.7.240/8", "100.64.7"), "pihalb:cluster.vrrp.vip"),
+    "host in 0.0.0.0/8": (_host_field(0, "address", "0.30.42.11"), "pihalb:cluster.hosts[0].address"),
+    "host at 255.255.255.255": (_host_field(0, "address", "255.255.255.255"), "pihalb:cluster.hosts[0].address"),
+    "VIP in 240.0.0.0/4": (_lan("240.1.2.240/24", "240.1.2"), "pihalb:cluster.vrrp.vip: 240.1.2.240 is not"),
+    "VIP on loopback": (_lan("127.1.2.240/24", "127.1.2"), "pihalb:cluster.vrrp.vip: 127.1.2.240 is not"),
 }
 
 
@@ -413,6 +433,9 @@ def test_issue21_values_that_do_not_work_together_are_refused_before_any_resourc
 TOGETHER_ACCEPTED = {
     "SSH moved off 22, frontend on 22": _both(_set("ssh.port", 2222), _set("haproxy.frontendPort", 22)),
     "the same port on different hosts": _both(_host_field(0, "port", 8080), _set("haproxy.frontendPort", 8080)),
+    "a flat 10/8 LAN": _lan("10.42.0.240/8", "10.42.0"),
+    "a link-local LAN": _lan("169.254.7.240/16", "169.254.7"),
+    "a shared-address LAN (100.64/10)": _lan("100.64.7.240/16", "100.64.7"),
 }
 
 

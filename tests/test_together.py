@@ -7,6 +7,8 @@ real consumer (haproxy, keepalived, nginx, OpenSSH's ssh-keygen, curl) and must 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import re
 import socket
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from components import render
+from components.settings import ConfigError, widest_lan_prefix
 
 from .test_artifacts import embedded_file, free_port, tool
 
@@ -76,6 +79,96 @@ def backend_stat(port: int, field: str, server: str = "BACKEND") -> str:
     raise AssertionError(f"no {server} in show stat")
 
 
+def accepted(run_stack, alter, *keys: str):
+    """The program's run, or None when the settings refused the values, naming one of `keys` and the fix."""
+    try:
+        return run_stack("dev", alter)
+    except ConfigError as err:
+        assert any(f"pihalb:{key}" in str(err) for key in keys), str(err)
+        assert "Fix:" in str(err)
+        return None
+
+
+class Netns:
+    """A throwaway network namespace (unshare, a process holding it), for keepalived on veth pairs."""
+
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen([tool("unshare"), "-n", "sleep", "600"])
+        self.keepalived: list[subprocess.Popen] = []
+        # Until unshare has switched, the holder is still in this machine's namespace: nothing may run there.
+        wait_until(self._unshared, 10, "unshare to enter a new network namespace")
+
+    def _unshared(self) -> bool:
+        with contextlib.suppress(FileNotFoundError):
+            return os.readlink(f"/proc/{self.holder.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        return False
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            [tool("nsenter"), "-t", str(self.holder.pid), "-n", *args], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, f"{args}: {done.stderr}"
+        return done.stdout
+
+    def start_keepalived(self, conf: str, tmp_path: Path) -> None:
+        """keepalived on `conf`, with the files it tracks moved into `tmp_path`; the track script succeeds
+        (HAProxy runs) and the notify hook is left out (neither exists on this machine)."""
+        n = len(self.keepalived)
+        conf = (
+            conf.replace(render.VRRP_HANDOVER_FILE, str(tmp_path / "handover"))
+            .replace(render.HAPROXY_TRACK_FILE, str(tmp_path / "haproxy-alive"))
+            .replace('script "/usr/bin/killall -0 haproxy"', 'script "/bin/true"')
+        )
+        conf = re.sub(r"^ *notify .*\n", "", conf, flags=re.M)
+        (tmp_path / "haproxy-alive").write_text("1\n")
+        path = tmp_path / f"keepalived{n}.conf"
+        path.write_text(conf)
+        args = ["-n", "-l", "-D", "-f", str(path), "--vrrp", "-p", str(tmp_path / f"k{n}.pid")]
+        args += ["-r", str(tmp_path / f"v{n}.pid")]
+        nsenter = [tool("nsenter"), "-t", str(self.holder.pid), "-n", tool("keepalived"), *args]
+        self.keepalived.append(subprocess.Popen(nsenter, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def holds(self, vip: str) -> bool:
+        return f" {vip}/" in self.run("ip", "-4", "-o", "addr", "show")
+
+    def close(self) -> None:
+        for proc in [*self.keepalived, self.holder]:
+            proc.terminate()
+        for proc in [*self.keepalived, self.holder]:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextlib.contextmanager
+def balancer_namespaces(*addresses: str, interface: str = "eth0") -> Iterator[list[Netns]]:
+    """One namespace per balancer address, joined by a veth pair named `interface` on both ends (a single
+    balancer gets the pair's other end in its own namespace)."""
+    spaces = [Netns() for _ in addresses]
+    try:
+        first = spaces[0]
+        peer = ["name", interface, "netns", str(spaces[1].holder.pid)] if len(spaces) > 1 else ["name", "peer0"]
+        first.run("ip", "link", "add", interface, "type", "veth", "peer", *peer)
+        if len(spaces) == 1:
+            first.run("ip", "link", "set", "peer0", "up")
+        for space, address in zip(spaces, addresses, strict=True):
+            space.run("ip", "addr", "add", address, "dev", interface)
+            space.run("ip", "link", "set", interface, "up")
+        yield spaces
+    finally:
+        for space in spaces:
+            space.close()
+
+
+def wait_until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {seconds}s waiting for {what}"
+        time.sleep(0.1)
+
+
 def get_status(port: int, timeout: float = 10) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as response:
@@ -98,3 +191,48 @@ def test_retries_reach_haproxy_as_written(run_stack, tmp_path, retries):
     with haproxy_on_loopback(cfg, tmp_path, closed) as (frontend, runtime):
         assert get_status(frontend) == 503
         assert backend_stat(runtime, "wretr") == str(retries)
+
+
+# ---- class 2: networks that cannot work ----------------------------------------------------------------
+
+
+def _lan(vip: str, hosts: str):
+    """The VIP, and the five hosts at .11 .12 .13 (servers) .21 .22 (balancers) of `hosts` (a.b.c)."""
+
+    def alter(config):
+        cluster = config["pihalb:cluster"]
+        cluster["vrrp"]["vip"] = vip
+        for host, last in zip(cluster["hosts"], (11, 12, 13, 21, 22), strict=True):
+            host["address"] = f"{hosts}.{last}"
+
+    return alter
+
+
+@pytest.mark.parametrize(
+    "vip, hosts",
+    [
+        ("172.30.42.240/24", "172.30.42"),
+        ("10.42.0.240/8", "10.42.0"),
+        ("192.168.7.240/16", "192.168.7"),
+        ("169.254.7.240/16", "169.254.7"),
+        ("172.30.42.240/0", "172.30.42"),
+        ("172.30.42.240/11", "172.30.42"),
+        ("192.168.7.240/8", "192.168.7"),
+        ("100.64.7.240/12", "100.64.7"),
+        ("0.42.0.240/24", "0.42.0"),
+    ],
+)
+def test_keepalived_routes_only_the_lan(run_stack, tmp_path, vip, hosts):
+    """keepalived gives the MASTER an on-link route for the VIP's whole subnet: accepted, that subnet is a
+    LAN the hosts can be on (private blocks as a whole at most, else a /16); anything wider is refused."""
+    program = accepted(run_stack, _lan(vip, hosts), "cluster.vrrp.vip", "cluster.hosts")
+    if program is None:
+        return
+    address = f"{hosts}.21/{vip.split('/')[1]}"
+    with balancer_namespaces(address) as (lb1,):
+        lb1.start_keepalived(embedded_file(program.named("vrrp-lb1-keepalived")), tmp_path)
+        wait_until(lambda: lb1.holds(vip.split("/")[0]), 20, "the MASTER to hold the VIP")
+        routes = lb1.run("ip", "-4", "route", "show", "dev", "eth0").split()
+    on_link = [ipaddress.IPv4Network(word) for word in routes if "/" in word]
+    assert on_link == [ipaddress.IPv4Interface(vip).network]
+    assert on_link[0].prefixlen >= widest_lan_prefix(ipaddress.IPv4Address(f"{hosts}.21"))
