@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from components.settings import PLATFORM_ARCH, Cluster, Host
+from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
@@ -222,8 +222,7 @@ class Renderer:
                 track_file=HAPROXY_TRACK_FILE,
                 handover_file=VRRP_HANDOVER_FILE,
                 garp_refresh_s=GARP_REFRESH_S,
-                # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
-                handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
+                handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
             )
         )

@@ -298,8 +298,8 @@ def _check_priorities(c: Cluster) -> None:
         raise Problem(
             f"priority gap {high - low} is not smaller than |weight| {abs(weight)}, so a dead HAProxy "
             "on the MASTER would never move the VIP",
-            f"make the gap smaller than the weight (priorities {high}/{high - 1}) or raise the weight "
-            f"above {high - low}",
+            (f"make the gap smaller than the weight (priorities {high}/{high - 1}) or " if abs(weight) > 1 else "")
+            + f"raise the weight above {high - low}",
             "vrrp.track.weight",
         )
     for priority, i in indexed:
@@ -311,6 +311,24 @@ def _check_priorities(c: Cluster) -> None:
                 f"keep priority + weight within 1..{KEEPALIVED_MAX_PRIORITY} (e.g. priorities 101/100, weight 2)",
                 f"hosts[{i}].priority",
             )
+    # The handover: both HAProxys alive (a positive weight counts on both), the MASTER lowered by the
+    # handover file's weight, clamped to keepalived's floor of 1. The BACKUP must then be strictly above.
+    alive_bonus = max(weight, 0)
+    lowered = max(1, high + alive_bonus - handover_weight(high, weight))
+    if low + alive_bonus <= lowered:
+        raise Problem(
+            f"during a handover the MASTER's priority drops to {lowered} (not to 0: that is FAULT, which drops "
+            f"the VIP before the peer holds it), and the BACKUP's is {low + alive_bonus}: VRRP breaks that tie by "
+            "address, so the VIP may never move and a rolling change of the MASTER times out",
+            f"give the BACKUP a priority of at least {lowered - alive_bonus + 1} (e.g. priorities 101/100)",
+            f"hosts[{low_i}].priority",
+        )
+
+
+def handover_weight(priority: int, weight: int) -> int:
+    """How far the handover file lowers a balancer: to 1 with its HAProxy alive (a positive track weight
+    counted), never to 0, which is FAULT (the VIP dropped at once). keepalived takes weights up to 253."""
+    return min(253, priority - 1 + max(weight, 0))
 
 
 def _check_addresses(c: Cluster) -> None:

@@ -7,6 +7,7 @@ and where the daemon can echo it (a stats login, keepalived's dump) it must come
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import urllib.parse
 
@@ -281,8 +282,8 @@ def test_keepalived_numbers(run_stack, tmp_path_factory, drawn):
 @st.composite
 def near_valid_priorities(draw):
     """Mostly priority pairs whose gap is below the weight, at any height, so the clamping is exercised."""
-    weight = draw(st.one_of(st.integers(-254, 254), st.sampled_from([-253, -2, 2, 253])))
-    high = draw(st.one_of(st.integers(0, 255), st.sampled_from([1, 101, 252, 253, 254])))
+    weight = draw(st.one_of(st.integers(-254, 254), st.sampled_from([-253, -2, 0, 2, 253])))
+    high = draw(st.one_of(st.integers(0, 255), st.sampled_from([1, 2, 101, 252, 253, 254])))
     return high, high - draw(st.integers(0, abs(weight) + 1)), weight
 
 
@@ -309,6 +310,10 @@ def test_priorities_stay_distinct_after_keepalived_clamps_them(run_stack, tmp_pa
         healthy = (clamp(top + max(weight, 0)), clamp(bottom + max(weight, 0)))
         master_dead = (clamp(top + min(weight, 0)), clamp(bottom + max(weight, 0)))
         assert healthy[0] > healthy[1] and master_dead[0] < master_dead[1]
+        # The handover, with the weight the MASTER's keepalived.conf really gives its handover file.
+        conf = embedded_file(program.named("vrrp-lb1-keepalived"))
+        handover = int(re.search(r"track_file pihalb_handover \{\n.*\n    weight -(\d+)\n", conf).group(1))
+        assert clamp(top + max(weight, 0) - handover) < healthy[1]
 
 
 @FAST

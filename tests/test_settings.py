@@ -407,6 +407,12 @@ TOGETHER_REFUSED = {
         "(pihalb:cluster.hosts[4].port)",
     ),
     "stats port on the frontend port": (_set("haproxy.statsPort", 80), "pihalb:cluster.haproxy.statsPort"),
+    # 3. The handover lowers the MASTER to 1 (0 would be FAULT): a BACKUP at 1 would tie it.
+    "BACKUP at 1 with weight 0": (_priorities(2, 1, 0), "pihalb:cluster.hosts[4].priority: during a handover"),
+    "BACKUP at 1 with weight 0 and events": (
+        _both(_priorities(254, 1, 0), _set("vrrp.track.kind", "events")),
+        "give the BACKUP a priority of at least 2",
+    ),
     # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
     "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),
     "VIP prefix wider than 172.16/12": (_set("vrrp.vip", "172.30.42.240/11"), "(/12 at most)"),

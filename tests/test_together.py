@@ -23,7 +23,7 @@ import pytest
 from components import render
 from components.settings import ConfigError, widest_lan_prefix
 
-from .test_artifacts import embedded_file, free_port, tool
+from .test_artifacts import embedded_file, free_port, script_of, tool
 
 pytestmark = pytest.mark.artifact
 
@@ -191,6 +191,48 @@ def test_retries_reach_haproxy_as_written(run_stack, tmp_path, retries):
     with haproxy_on_loopback(cfg, tmp_path, closed) as (frontend, runtime):
         assert get_status(frontend) == 503
         assert backend_stat(runtime, "wretr") == str(retries)
+
+
+@pytest.mark.parametrize(
+    "kind, weight, master, backup",
+    [
+        ("script", 2, 101, 100),
+        ("script", -2, 4, 3),
+        ("script", 0, 3, 2),
+        ("script", 0, 2, 1),
+        ("events", 3, 102, 100),
+        ("events", 0, 254, 253),
+        ("events", 0, 2, 1),
+    ],
+)
+def test_the_handover_moves_the_vip_for_every_accepted_priority_layout(
+    run_stack, tmp_path, kind, weight, master, backup
+):
+    """Two real keepalived, one per namespace, the MASTER on the higher address so that a tie would keep
+    the VIP there; the handover file written on the MASTER, as the leave step does: the BACKUP takes the
+    VIP within the leave step's own wait. A layout where the lowered MASTER ties the BACKUP is refused."""
+
+    def alter(config):
+        cluster = config["pihalb:cluster"]
+        lb1, lb2 = cluster["hosts"][3:]
+        lb1.update(priority=master, address="172.30.42.22")
+        lb2.update(priority=backup, address="172.30.42.21")
+        cluster["vrrp"].update(version=3, advertInterval=0.1, track={"kind": kind, "weight": weight})
+
+    program = accepted(run_stack, alter, "cluster.hosts[4].priority")
+    if program is None:
+        return
+    vip = "172.30.42.240"
+    leave_script = script_of(program.named("lb1-haproxy-leave"))
+    (tmp_path / "lb1").mkdir()
+    (tmp_path / "lb2").mkdir()
+    with balancer_namespaces("172.30.42.22/24", "172.30.42.21/24") as (lb1, lb2):
+        lb1.start_keepalived(embedded_file(program.named("vrrp-lb1-keepalived")), tmp_path / "lb1")
+        lb2.start_keepalived(embedded_file(program.named("vrrp-lb2-keepalived")), tmp_path / "lb2")
+        wait_until(lambda: lb1.holds(vip) and not lb2.holds(vip), 20, "the VIP on the MASTER alone")
+        (tmp_path / "lb1" / "handover").write_text("1\n")
+        leave_wait = int(re.search(r"^HANDOVER_TIMEOUT_S=(\d+)$", leave_script, re.M).group(1))
+        wait_until(lambda: lb2.holds(vip) and not lb1.holds(vip), leave_wait, "the handover")
 
 
 # ---- class 2: networks that cannot work ----------------------------------------------------------------
