@@ -308,7 +308,8 @@ def test_priorities_stay_distinct_after_keepalived_clamps_them(run_stack, tmp_pa
 
         top, bottom = sorted((high, low), reverse=True)
         healthy = (clamp(top + max(weight, 0)), clamp(bottom + max(weight, 0)))
-        master_dead = (clamp(top + min(weight, 0)), clamp(bottom + max(weight, 0)))
+        # Weight 0: a dead HAProxy puts its balancer in FAULT, which advertises priority 0.
+        master_dead = (0 if weight == 0 else clamp(top + min(weight, 0)), clamp(bottom + max(weight, 0)))
         assert healthy[0] > healthy[1] and master_dead[0] < master_dead[1]
         # The handover, with the weight the MASTER's keepalived.conf really gives its handover file.
         conf = embedded_file(program.named("vrrp-lb1-keepalived"))
