@@ -114,7 +114,7 @@ class NginxBackend(pulumi.ComponentResource):
             every_run_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
-                args.rendering.server_ready_script(server),
+                args.rendering.server_ready_script(cluster, server),
                 parent=self,
                 depends_on=[self.container],
             )

@@ -180,7 +180,11 @@ class HealthCheck(StrictModel):
 
     path: UrlPath = "/"
     expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
-    inter_ms: int_range(100, 3_600_000, "milliseconds between checks") = Field(default=2000, alias="interMs")
+    # At most 5 minutes: a rolling step waits up to three intervals for a server to be UP again
+    # (render.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
+    inter_ms: int_range(100, 300_000, "milliseconds between checks, at most 5 minutes") = Field(
+        default=2000, alias="interMs"
+    )
     fall: int_range(1, 100, "failed checks before down") = 3
     rise: int_range(1, 100, "good checks before up") = 2
 

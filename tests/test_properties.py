@@ -151,7 +151,7 @@ HAPROXY_NUMBERS = {
     "haproxy.timeouts.connectMs": (1, 2_147_483_647, "timeout connect {}\n"),
     "haproxy.timeouts.clientMs": (1, 2_147_483_647, "timeout client {}\n"),
     "haproxy.timeouts.serverMs": (1, 2_147_483_647, "timeout server {}\n"),
-    "haproxy.healthCheck.interMs": (100, 3_600_000, "default-server inter {} "),
+    "haproxy.healthCheck.interMs": (100, 300_000, "default-server inter {} "),
     "haproxy.healthCheck.expectStatus": (100, 599, "http-check expect status {}\n"),
     "haproxy.healthCheck.fall": (1, 100, " fall {} "),
     "haproxy.healthCheck.rise": (1, 100, " rise {}\n"),

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -233,6 +234,60 @@ def test_the_handover_moves_the_vip_for_every_accepted_priority_layout(
         (tmp_path / "lb1" / "handover").write_text("1\n")
         leave_wait = int(re.search(r"^HANDOVER_TIMEOUT_S=(\d+)$", leave_script, re.M).group(1))
         wait_until(lambda: lb2.holds(vip) and not lb1.holds(vip), leave_wait, "the handover")
+
+
+def _shims(directory: Path) -> dict[str, str]:
+    """`sudo` and `docker` for the rolling scripts on this machine: `docker exec` runs its command here,
+    where HAProxy's runtime API is, and `docker inspect` says the container runs."""
+    directory.mkdir()
+    (directory / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (directory / "docker").write_text('#!/bin/sh\ncase $1 in inspect) echo true ;; exec) shift 2; exec "$@" ;; esac\n')
+    for shim in ("sudo", "docker"):
+        (directory / shim).chmod(0o755)
+    return {"PATH": f"{directory}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize("inter_ms", [500, 2000, 4000])
+def test_the_rolling_steps_bring_a_server_back_within_their_wait(run_stack, tmp_path, inter_ms):
+    """The drain and ready steps, as rendered, against the real HAProxy: once drained (MAINT), a server is
+    UP again at HAProxy's next check, up to one interval after READY, well within the ready step's wait."""
+    program = run_stack("dev", lambda config: _haproxy(config)["healthCheck"].update(interMs=inter_ms))
+    cfg = embedded_file(program.named("lb1-haproxy-config"))
+    drain = script_of(program.named("server1-nginx-drain-on-lb1"))
+    ready = script_of(program.named("server1-nginx-ready-on-lb1"))
+    wait_s = int(re.search(r"^READY_TIMEOUT_S=(\d+)$", ready, re.M).group(1))
+    assert wait_s >= 3 * inter_ms / 1000
+    (tmp_path / "site").mkdir()
+    port = free_port()
+    site = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path / "site")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = _shims(tmp_path / "bin")
+    try:
+        with haproxy_on_loopback(cfg, tmp_path, port) as (_, runtime):
+            wait_until(lambda: backend_stat(runtime, "status", "server1") == "UP", 10, "server1 UP")
+            for script in (drain, ready):
+                script = re.sub(r"^RUNTIME_PORT=\d+$", f"RUNTIME_PORT={runtime}", script, flags=re.M)
+                started = time.monotonic()
+                done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+                assert done.returncode == 0, done.stdout + done.stderr
+            took = time.monotonic() - started
+            assert backend_stat(runtime, "status", "server1") == "UP"
+    finally:
+        site.kill()
+        site.wait(5)
+    assert took <= inter_ms / 1000 + 1.5 <= wait_s
+
+
+def test_the_slowest_check_interval_fits_in_one_step(run_stack):
+    """The ready step's wait at the largest interval accepted stays below the step timeout."""
+    from components.remote import STEP_TIMEOUT_S
+
+    program = run_stack("dev", lambda config: _haproxy(config)["healthCheck"].update(interMs=300_000))
+    ready = script_of(program.named("server1-nginx-ready-on-lb1"))
+    assert 3 * 300 <= int(re.search(r"^READY_TIMEOUT_S=(\d+)$", ready, re.M).group(1)) < STEP_TIMEOUT_S
 
 
 # ---- class 2: networks that cannot work ----------------------------------------------------------------
