@@ -35,6 +35,15 @@ SSH_PRIVATE_KEY_KEY = "sshPrivateKey"
 VRRP_PASSWORD_KEY = "vrrpPassword"
 STATS_PASSWORD_KEY = "statsPassword"
 
+# The command that sets each secret as one (README, "Your own Pis"); errors about a secret quote it.
+SET_SECRET = {
+    SSH_PRIVATE_KEY_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519",
+    VRRP_PASSWORD_KEY: f'pulumi config set --secret {CONFIG_NAMESPACE}:{VRRP_PASSWORD_KEY} "$(openssl rand -base64 6)"',
+    STATS_PASSWORD_KEY: (
+        f'pulumi config set --secret {CONFIG_NAMESPACE}:{STATS_PASSWORD_KEY} "$(openssl rand -base64 18)"'
+    ),
+}
+
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 # HAProxy 2.6 manual, `retry-on`: every keyword it accepts ("none" only on its own).
 RETRY_ON_KEYWORDS = (

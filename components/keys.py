@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import AfterValidator, StrictStr, TypeAdapter
 
-from components.fields import CONFIG_NAMESPACE, SSH_PRIVATE_KEY_KEY, Problem
+from components.fields import SET_SECRET, SSH_PRIVATE_KEY_KEY, Problem
 
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
@@ -54,7 +54,7 @@ HOST_KEYS = TypeAdapter(dict[str, HostKey])
 
 def _private_key(value: str) -> str:
     data = value.encode()
-    fix = f"run `pulumi config set --secret {CONFIG_NAMESPACE}:{SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519`"
+    fix = f"run `{SET_SECRET[SSH_PRIVATE_KEY_KEY]}`"
     if "PRIVATE KEY-----" not in value:
         raise Problem("not a PEM/OpenSSH private key", fix)
     try:

@@ -12,8 +12,11 @@ SSH keys are parsed in `keys.py`, secrets checked in `secrets.py`.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Literal
 
+import pulumi
+import pulumi.runtime.config as runtime_config
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
 # F401: names imported only so that callers keep importing them from here, where they used to live.
@@ -24,6 +27,7 @@ from components.fields import (
     HOST_KEYS_KEY,
     HOST_NAME,  # noqa: F401
     RETRY_ON_KEYWORDS,  # noqa: F401
+    SET_SECRET,  # noqa: F401
     SSH_PRIVATE_KEY_KEY,  # noqa: F401
     STATS_PASSWORD_KEY,  # noqa: F401
     VRRP_PASSWORD_KEY,  # noqa: F401
@@ -50,7 +54,7 @@ from components.fields import (
     widest_lan_prefix,
 )
 from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
-from components.secrets import SECRET_KEYS, Secrets, check_secret  # noqa: F401
+from components.secrets import SECRET_KEYS, Secrets, check_held_as_secrets, check_secret  # noqa: F401
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
@@ -215,6 +219,13 @@ class HaproxySource(StrictModel):
             )
         if self.kind == "debian" and (self.url or self.sha256):
             raise Problem("url and sha256 are only used with kind: upstream", "remove them, or set kind: upstream")
+        if self.kind == "upstream" and self.version:
+            raise Problem(
+                "version is only read with kind: debian (`apt-get source haproxy=<version>`); an upstream build "
+                "compiles whatever the url holds, so it would only change the image's tag",
+                "remove version: the url names the release",
+                "version",
+            )
         return self
 
 
@@ -437,13 +448,49 @@ def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
         raise ConfigError(format_validation_error(HOST_KEYS_KEY, err)) from None
 
 
-def load(config_get_object, config_get_secret_raw) -> Settings:
+def check_namespace(keys: Collection[str]) -> None:
+    """Every key set under the namespace is one the program reads: a misplaced or misspelt key is
+    refused, not ignored (`pihalb:haproxy`, say, belongs inside `pihalb:cluster`)."""
+    known = (CLUSTER_KEY, HOST_KEYS_KEY, *SECRET_KEYS)
+    in_cluster = {field.alias or name for name, field in Cluster.model_fields.items()}
+    problems = []
+    for key in sorted(set(keys) - set(known)):
+        if key in in_cluster:
+            fix = (
+                f"it belongs inside {CONFIG_NAMESPACE}:{CLUSTER_KEY}: move it there in Pulumi.<stack>.yaml, "
+                f"then `pulumi config rm {CONFIG_NAMESPACE}:{key}`"
+            )
+        else:
+            fix = f"remove it (`pulumi config rm {CONFIG_NAMESPACE}:{key}`) or correct it to one of {list(known)}"
+        problems.append(f"{CONFIG_NAMESPACE}:{key}: unknown key, which the program would ignore. Fix: {fix}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def running_stack_keys() -> dict[str, bool]:
+    """The keys set under the namespace in the stack Pulumi runs, each with whether it holds it as a secret.
+
+    The SDK has no public list of the keys: the language host gives them all to `set_all_config` (the
+    runtime's CONFIG, as the test harness's mocks do) and to the PULUMI_CONFIG variable.
+    """
+    prefix = f"{CONFIG_NAMESPACE}:"
+    names = {*pulumi.runtime.get_config_env(), *runtime_config.CONFIG.get()}
+    return {
+        name.removeprefix(prefix): pulumi.runtime.is_config_secret(name) for name in names if name.startswith(prefix)
+    }
+
+
+def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool]) -> Settings:
     """Read and validate the whole stack config.
 
     `config_get_object(key)` returns a parsed object or None; `config_get_secret_raw(key)` returns the
     plain secret string or None. Both come from `pulumi.Config` in the program and from dicts in tests.
-    Secrets are validated here but only ever handed to resources wrapped as Pulumi secrets.
+    `stack_keys` names every key set under the namespace, each with whether the stack holds it as a
+    secret (`running_stack_keys` in the program). Secrets are validated here but only ever handed to
+    resources wrapped as Pulumi secrets.
     """
+    check_namespace(stack_keys)
+    check_held_as_secrets(stack_keys)
     raw_cluster = config_get_object(CLUSTER_KEY)
     if raw_cluster is None:
         fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")

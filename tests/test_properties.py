@@ -78,7 +78,9 @@ def run_stack(stack_config):
         config = stack_config(stack)
         alter(config)
         get = lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}")  # noqa: E731
-        load(get, get)
+        prefix = f"{CONFIG_NAMESPACE}:"
+        keys = {k.removeprefix(prefix): k in harness.SECRET_CONFIG_KEYS for k in config if k.startswith(prefix)}
+        load(get, get, keys)
         return harness.run(stack, config, harness.SECRET_CONFIG_KEYS)
 
     return run_or_refuse

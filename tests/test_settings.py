@@ -9,6 +9,9 @@ import pytest
 
 from components import settings
 from components.settings import ConfigError
+from harness import program
+
+from .conftest import STATS_PASSWORD
 
 pytestmark = pytest.mark.unit
 
@@ -413,6 +416,20 @@ TOGETHER_REFUSED = {
         _both(_priorities(254, 1, 0), _set("vrrp.track.kind", "events")),
         "give the BACKUP a priority of at least 2",
     ),
+    # 4. Nothing set is silently unused.
+    "version with an upstream source": (
+        _set(
+            "haproxy.source",
+            {"kind": "upstream", "url": "https://x.org/haproxy-2.6.12.tar.gz", "sha256": "0" * 64, "version": "2.6.12"},
+        ),
+        "pihalb:cluster.haproxy.source.version: version is only read with kind: debian",
+    ),
+    "pihalb:haproxy next to pihalb:cluster": (
+        _secret("haproxy", {"frontendPort": 8080}),
+        "pihalb:haproxy: unknown key, which the program would ignore. Fix: it belongs inside pihalb:cluster",
+    ),
+    "misspelt secret key": (_secret("statsPasword", STATS_PASSWORD), "pihalb:statsPasword: unknown key"),
+    "host keys spelt in lowercase": (_secret("hostkeys", {}), "pihalb:hostkeys: unknown key"),
     # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
     "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),
     "VIP prefix wider than 172.16/12": (_set("vrrp.vip", "172.30.42.240/11"), "(/12 at most)"),
@@ -443,6 +460,39 @@ TOGETHER_ACCEPTED = {
     "a link-local LAN": _lan("169.254.7.240/16", "169.254.7"),
     "a shared-address LAN (100.64/10)": _lan("100.64.7.240/16", "100.64.7"),
 }
+
+
+@pytest.mark.parametrize("key", settings.SECRET_KEYS)
+def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
+    """`pulumi config set` without --secret: the value would be in plain text in the stack file and state."""
+    registered = []
+    held_as_secrets = [name for name in program.SECRET_CONFIG_KEYS if name != f"pihalb:{key}"]
+    with pytest.raises(ConfigError) as caught:
+        program.run("dev", stack_config("dev"), held_as_secrets, declared=registered)
+    assert str(caught.value).startswith(f"pihalb:{key}: set as a plain value")
+    assert f"Fix: run `{settings.SET_SECRET[key]}`" in str(caught.value)
+    assert settings.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
+    assert registered == []
+
+
+def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
+    """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
+    from types import SimpleNamespace
+
+    from lab import stack as lab_stack
+
+    state = SimpleNamespace(
+        hosts={"lb1": SimpleNamespace(host_key="ssh-ed25519 AAAA")},
+        private_key="-----BEGIN OPENSSH PRIVATE KEY-----",
+        vrrp_password="vr5ecret",
+        stats_password=STATS_PASSWORD,
+    )
+    commands = []
+    monkeypatch.setattr(lab_stack.subprocess, "run", lambda args, **kwargs: commands.append(args))
+    lab_stack.pulumi_config_set(SimpleNamespace(state=lambda: state))
+    secret = {args[-1] for args in commands if "--secret" in args}
+    assert secret == set(program.SECRET_CONFIG_KEYS)
+    assert all("--secret" in args or "pihalb:hostKeys" in args[-2] for args in commands)
 
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_ACCEPTED))
