@@ -248,17 +248,28 @@ DebianVersion = Annotated[
         )
     ),
 ]
-HttpsUrl = Annotated[
-    StrictStr,
-    AfterValidator(
-        matching(
-            r"|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~/%+=&?,;:@]*",
-            "an https URL",
-            "e.g. https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz (no spaces or quotes)",
-            max_len=2048,
+TARBALL_URL = re.compile(
+    r"https://[A-Za-z0-9.-]+(?::(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9\-._~/%+=&,;:@]*)(?:\?[A-Za-z0-9\-._~/%+=&?,;:@]*)?"
+)
+TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def _tarball_url(value: str) -> str:
+    """The build fetches it with curl and unpacks it with `tar -xzf`: a gzipped tarball on a real port."""
+    example = "e.g. https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz"
+    match = TARBALL_URL.fullmatch(value)
+    if value and (len(value) > 2048 or not match):
+        raise Problem(f"{value!r} is not an https URL", f"{example} (no spaces or quotes, at most 2048 characters)")
+    if match and match["port"] and not 1 <= int(match["port"]) <= 65535:
+        raise Problem(f"port {match['port']} is outside 1..65535", f"use the server's port, or none: {example}")
+    if match and not match["path"].endswith(TARBALL_SUFFIXES):
+        raise Problem(
+            f"{match['path']!r} does not end in .tar.gz or .tgz, and the build unpacks it with `tar -xzf`",
+            f"use the release's .tar.gz, {example}",
         )
-    ),
-]
+    return value
+
+
 Sha256Hex = Annotated[
     StrictStr,
     AfterValidator(matching(r"|[0-9a-f]{64}", "a SHA-256", "write the 64 lowercase hex digits of `sha256sum`")),
@@ -267,6 +278,7 @@ Sha256Hex = Annotated[
 
 Interface = Annotated[StrictStr, AfterValidator(_interface)]
 UrlPath = Annotated[StrictStr, AfterValidator(_path)]
+HttpsUrl = Annotated[StrictStr, AfterValidator(_tarball_url)]
 RetryOn = Annotated[StrictStr, AfterValidator(_retry_on)]
 AdvertInterval = Annotated[StrictFloat, AfterValidator(_advert_interval)]
 

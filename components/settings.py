@@ -58,6 +58,10 @@ from components.secrets import SECRET_KEYS, Secrets, check_held_as_secrets, chec
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
+# What every server answers (files/nginx/default.conf and the one page nginx-page.sh writes, index.html):
+# 200 at these paths, whatever the query, and 404 anywhere else.
+SERVED_PAGES = ("/", "/index.html")
+SERVED_STATUS = 200
 # keepalived: 255 belongs to the address owner; a tracked priority is clamped to 1..254.
 KEEPALIVED_MAX_PRIORITY = 254
 
@@ -180,7 +184,7 @@ class Vrrp(StrictModel):
 
 
 class HealthCheck(StrictModel):
-    """HAProxy's active check of each server (`option httpchk`)."""
+    """HAProxy's active check of each server (`option httpchk`), of a page the program deploys there."""
 
     path: UrlPath = "/"
     expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
@@ -191,6 +195,25 @@ class HealthCheck(StrictModel):
     )
     fall: int_range(1, 100, "failed checks before down") = 3
     rise: int_range(1, 100, "good checks before up") = 2
+
+    @model_validator(mode="after")
+    def _served(self) -> HealthCheck:
+        page = self.path.split("?", 1)[0]
+        if page not in SERVED_PAGES:
+            raise Problem(
+                f"the servers answer {page!r} with 404: they serve one page, at {' and '.join(SERVED_PAGES)}, so "
+                "every server would be DOWN and the site would answer 503",
+                f"check {' or '.join(SERVED_PAGES)} (a ?query is fine)",
+                "path",
+            )
+        if self.expect_status != SERVED_STATUS:
+            raise Problem(
+                f"the servers answer {self.path!r} with {SERVED_STATUS}, so every server would be DOWN and the site "
+                "would answer 503",
+                f"expect {SERVED_STATUS}",
+                "expectStatus",
+            )
+        return self
 
 
 class Timeouts(StrictModel):

@@ -322,9 +322,9 @@ def test_keepalived_dump_is_read_whatever_the_day_of_the_month(dev, tmp_path, da
 
 
 def test_health_check_path_with_quote_and_dollar_passes_haproxy(run_stack, tmp_path):
-    program = run_stack("dev", lambda c: c["pihalb:cluster"]["haproxy"]["healthCheck"].update(path="/it's/$ok?a=1"))
+    program = run_stack("dev", lambda c: c["pihalb:cluster"]["haproxy"]["healthCheck"].update(path="/?it's=$ok&a=1"))
     cfg = embedded_file(program.named("lb1-haproxy-config"))
-    assert 'option httpchk GET "/it\'s/\\$ok?a=1"' in cfg
+    assert 'option httpchk GET "/?it\'s=\\$ok&a=1"' in cfg
     run([tool("haproxy"), "-c", "-f", "/dev/stdin"], input=cfg)
 
 

@@ -430,6 +430,27 @@ TOGETHER_REFUSED = {
     ),
     "misspelt secret key": (_secret("statsPasword", STATS_PASSWORD), "pihalb:statsPasword: unknown key"),
     "host keys spelt in lowercase": (_secret("hostkeys", {}), "pihalb:hostkeys: unknown key"),
+    # 5. What the build and the site can use.
+    "upstream .tar.xz": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org/haproxy-2.6.12.tar.xz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: '/haproxy-2.6.12.tar.xz' does not end in .tar.gz or .tgz",
+    ),
+    "upstream port 70000": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org:70000/h.tar.gz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: port 70000 is outside 1..65535",
+    ),
+    "upstream port 0": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org:0/h.tar.gz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: port 0",
+    ),
+    "health check of a page no server has": (
+        _set("haproxy.healthCheck.path", "/health"),
+        "pihalb:cluster.haproxy.healthCheck.path: the servers answer '/health' with 404",
+    ),
+    "health check expecting what no server answers": (
+        _set("haproxy.healthCheck.expectStatus", 204),
+        "pihalb:cluster.haproxy.healthCheck.expectStatus: the servers answer '/' with 200",
+    ),
     # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
     "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),
     "VIP prefix wider than 172.16/12": (_set("vrrp.vip", "172.30.42.240/11"), "(/12 at most)"),

@@ -6,6 +6,7 @@ real consumer (haproxy, keepalived, nginx, OpenSSH's ssh-keygen, curl) and must 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import os
@@ -333,3 +334,113 @@ def test_keepalived_routes_only_the_lan(run_stack, tmp_path, vip, hosts):
     on_link = [ipaddress.IPv4Network(word) for word in routes if "/" in word]
     assert on_link == [ipaddress.IPv4Interface(vip).network]
     assert on_link[0].prefixlen >= widest_lan_prefix(ipaddress.IPv4Address(f"{hosts}.21"))
+
+
+# ---- class 5: inputs the build or the site cannot use --------------------------------------------------
+
+DOCKERFILE_UNPACK = "mkdir haproxy && tar -xzf haproxy.tar.gz -C haproxy --strip-components=1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz",
+        "https://mirror.example:8443/haproxy/haproxy-2.6.12.tgz?token=a1",
+        "https://mirror.example:65535/haproxy-2.6.12.tar.gz",
+        "https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.xz",
+        "https://mirror.example/get?file=haproxy-2.6.12.tar.gz",
+        "https://mirror.example:70000/haproxy-2.6.12.tar.gz",
+        "https://mirror.example:0/haproxy-2.6.12.tar.gz",
+    ],
+)
+def test_an_accepted_upstream_url_is_one_the_build_can_fetch_and_unpack(run_stack, tmp_path, url):
+    """What the Dockerfile does with the url, on loopback: curl reads it as written (sent to a closed local
+    port, it fails to connect, not to parse), and the build's own `tar -xzf` unpacks what it names."""
+    source = {"kind": "upstream", "url": url, "sha256": "0" * 64}
+    program = accepted(run_stack, lambda config: _haproxy(config).update(source=source), "cluster.haproxy.source.url")
+    if program is None:
+        return
+    assert program.named("lb1-haproxy-image").inputs["build"]["args"]["HAPROXY_URL"] == url
+    fetch = [tool("curl"), "-fsSL", "--max-time", "5", "--connect-to", f"::127.0.0.1:{free_port()}", url]
+    assert subprocess.run([*fetch, "-o", "/dev/null"], capture_output=True, timeout=30).returncode == 7
+    assert DOCKERFILE_UNPACK in (render.FILES / "haproxy" / "Dockerfile").read_text()
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    (tmp_path / "haproxy-2.6.12").mkdir()
+    (tmp_path / "haproxy-2.6.12" / "Makefile").write_text("all:\n")
+    archive = "--xz" if name.endswith(".xz") else "--gzip"  # what the name says the server sends
+    tar = [tool("tar"), "-c", archive, "-f", str(tmp_path / "haproxy.tar.gz"), "-C", str(tmp_path), "haproxy-2.6.12"]
+    subprocess.run(tar, check=True)
+    subprocess.run([tool("bash"), "-c", DOCKERFILE_UNPACK], cwd=tmp_path, check=True)
+    assert (tmp_path / "haproxy" / "Makefile").is_file()
+
+
+@contextlib.contextmanager
+def nginx_serving(page: str, tmp_path: Path) -> Iterator[int]:
+    """The real nginx with the shipped site (files/nginx/default.conf) and `page` as its index.html, on a
+    free loopback port."""
+    port = free_port()
+    (tmp_path / "html").mkdir(parents=True)
+    (tmp_path / "html" / "index.html").write_text(page)
+    (tmp_path / "logs").mkdir()
+    site = (
+        (render.FILES / "nginx" / "default.conf")
+        .read_text()
+        .replace("listen 80 default_server", f"listen 127.0.0.1:{port} default_server")
+        .replace("root /usr/share/nginx/html", f"root {tmp_path / 'html'}")
+        .replace("/var/log/nginx/", f"{tmp_path / 'logs'}/")
+    )
+    assert f"127.0.0.1:{port}" in site and str(tmp_path / "html") in site
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"user root;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
+        f"http {{\n    include {tmp_path}/site.conf;\n}}\n"
+    )
+    nginx = [tool("nginx"), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"]
+    proc = subprocess.Popen(nginx, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def listening() -> bool:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+            return False
+
+        wait_until(listening, 10, "nginx to listen")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/", 200),
+        ("/index.html", 200),
+        ("/?probe=1&from=haproxy", 200),
+        ("/index.html?it's=$ok", 200),
+        ("/health", 200),
+        ("/index.htm", 200),
+        ("/index.html/", 200),
+        ("/", 204),
+        ("/missing", 404),
+    ],
+)
+def test_an_accepted_health_check_passes_on_the_page_the_servers_serve(run_stack, tmp_path, path, status):
+    """The rendered check, sent by the real haproxy to the real nginx serving the shipped site and the
+    rendered page: accepted, every server is UP (L7OK); a check no server can pass is refused."""
+
+    def alter(config):
+        _haproxy(config)["healthCheck"].update(path=path, expectStatus=status, interMs=200)
+
+    program = accepted(run_stack, alter, "cluster.haproxy.healthCheck.path", "cluster.haproxy.healthCheck.expectStatus")
+    if program is None:
+        return
+    page = re.search(r"^PAGE_B64=(\S+)$", script_of(program.named("server1-nginx-page")), re.M).group(1)
+    cfg = embedded_file(program.named("lb1-haproxy-config"))
+    with (
+        nginx_serving(base64.b64decode(page).decode(), tmp_path / "nginx") as port,
+        haproxy_on_loopback(cfg, tmp_path, port) as (_, runtime),
+    ):
+        checked = lambda: backend_stat(runtime, "check_status", "server1") not in ("", "INI", "* INI")  # noqa: E731
+        wait_until(checked, 10, "the first health check")
+        assert backend_stat(runtime, "check_status", "server1") == "L7OK"
