@@ -30,6 +30,12 @@ def _vrrp_password(value: str) -> str:
             "(keepalived truncates longer ones)",
             "set a password of 1 to 8 such characters",
         )
+    if "${" in value:
+        raise Problem(
+            "keepalived replaces '${NAME}' in its config with a parameter's value, quoted or not, and has "
+            "built-in ones (${_PWD}, ${_RANDOM}, ${_HASH}, ...), so the password would not reach it as written",
+            "set a password without '${'",
+        )
     return value
 
 
@@ -55,7 +61,8 @@ _SECRET_RULES = {f.alias: TypeAdapter(Annotated[f.annotation, *f.metadata]) for 
 
 
 def check_secret(key: str, value: str | None) -> str:
-    """Refuse a missing or unusable secret (called on the plain value inside the program).
+    """Refuse a missing or unusable secret (called on the plain value inside the program), or return it
+    in the form its consumers load (see keys.py for the SSH key).
 
     The rule is the one declared for `key` on `Secrets`; messages never repeat the secret's value.
     """

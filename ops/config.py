@@ -20,6 +20,7 @@ from components.settings import (
     SSH_PRIVATE_KEY_KEY,
     STATS_PASSWORD_KEY,
     Settings,
+    check_secret,
     load,
 )
 from harness.program import SECRET_CONFIG_KEYS, stack_file_config
@@ -136,7 +137,7 @@ def settings_from(values: Layer) -> tuple[Settings, dict[str, str]]:
         key.removeprefix(prefix): isinstance(v, Secret) for key, v in values.items() if key.startswith(prefix)
     }
     settings = load(get_object, get, stack_keys)
-    return settings, {key: str(get(key)) for key in SECRET_KEYS}
+    return settings, {key: check_secret(key, get(key)) for key in SECRET_KEYS}
 
 
 def load_stack(stack: str, layer: Callable[[str], tuple[Layer, str]] = user_layer) -> StackConfig:

@@ -32,7 +32,7 @@ SLOW = settings(
 
 # Text that tends to break configs: quotes, comments, blocks, escapes, whitespace, newlines, non-ASCII.
 SPECIAL_CHAR = st.sampled_from(list("\"'#!{}\\$;: \t\n\r%@/?&*=,.-_~\x00é\u2028"))
-SPECIAL = st.one_of(SPECIAL_CHAR, st.sampled_from(["${X}", "\\x41", "$(id)"]))
+SPECIAL = st.one_of(SPECIAL_CHAR, st.sampled_from(["${X}", "${_HASH}", "\\x41", "$(id)"]))
 TEXT = st.text(st.one_of(st.characters(codec="utf-8", exclude_categories=["Cs"]), SPECIAL_CHAR), max_size=24)
 
 

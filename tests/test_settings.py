@@ -189,7 +189,9 @@ def _keys():
         "ecdsa": public(ecd).decode(),
         "rsa": public(rs).decode(),
         "dsa": dsa_public,
+        "ed25519-private": private(ed),
         "ed25519-private-pkcs8": private(ed, serialization.PrivateFormat.PKCS8),
+        "secp256k1-private": private(ec.generate_private_key(ec.SECP256K1()), serialization.PrivateFormat.PKCS8),
         "ecdsa-private-pem": private(ecd, serialization.PrivateFormat.TraditionalOpenSSL),
         "rsa-private": private(rs),
         "encrypted-private": private(ed, enc=serialization.BestAvailableEncryption(b"passphrase")),
@@ -331,6 +333,7 @@ def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
 ACCEPTED = {
     "ECDSA host key": _host_key(KEYS["ecdsa"]),
     "PKCS#8 ed25519 private key": _secret("sshPrivateKey", KEYS["ed25519-private-pkcs8"]),
+    "private key with CRLF line ends": _secret("sshPrivateKey", KEYS["ed25519-private"].replace("\n", "\r\n")),
     "PEM ECDSA private key": _secret("sshPrivateKey", KEYS["ecdsa-private-pem"]),
     "RSA private key": _secret("sshPrivateKey", KEYS["rsa-private"]),
     "priorities 252/251 with weight 2": _priorities(252, 251),
@@ -450,6 +453,16 @@ TOGETHER_REFUSED = {
     "health check expecting what no server answers": (
         _set("haproxy.healthCheck.expectStatus", 204),
         "pihalb:cluster.haproxy.healthCheck.expectStatus: the servers answer '/' with 200",
+    ),
+    # 6. Secrets that must load as written.
+    "VRRP password with a keepalived parameter": (_secret("vrrpPassword", "${_PWD}"), "pihalb:vrrpPassword"),
+    "ECDSA key on a curve OpenSSH does not load": (
+        _secret("sshPrivateKey", KEYS["secp256k1-private"]),
+        "pihalb:sshPrivateKey: OpenSSH does not load ECDSA keys on secp256k1",
+    ),
+    "private key after a comment line": (
+        _secret("sshPrivateKey", "my key:\n" + KEYS["ed25519-private"]),
+        "pihalb:sshPrivateKey: there is more than the key",
     ),
     # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
     "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),

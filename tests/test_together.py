@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from components import render
 from components.settings import ConfigError, widest_lan_prefix
 
-from .test_artifacts import embedded_file, free_port, script_of, tool
+from .test_artifacts import embedded_file, free_port, keepalived_dump, script_of, tool
 
 pytestmark = pytest.mark.artifact
 
@@ -444,3 +446,111 @@ def test_an_accepted_health_check_passes_on_the_page_the_servers_serve(run_stack
         checked = lambda: backend_stat(runtime, "check_status", "server1") not in ("", "INI", "* INI")  # noqa: E731
         wait_until(checked, 10, "the first health check")
         assert backend_stat(runtime, "check_status", "server1") == "L7OK"
+
+
+# ---- class 6: secrets that are accepted must load ------------------------------------------------------
+
+
+def _private(key, form=serialization.PrivateFormat.OpenSSH) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()).decode()
+
+
+def _public_blob(key) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .split()[1]
+        .decode()
+    )
+
+
+def _ssh_keys(tmp_path_factory) -> dict[str, tuple[str, str | None]]:
+    """Private keys as a user might paste them, each with the public key blob it must load as."""
+    ed, p256 = ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    rsa2048 = rsa.generate_private_key(65537, 2048)
+    pkcs8, trad = serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL
+    openssh = _private(ed)
+    rsa768 = tmp_path_factory.mktemp("rsa") / "rsa768"
+    subprocess.run([tool("openssl"), "genrsa", "-out", str(rsa768), "768"], check=True, capture_output=True)
+    keys = {
+        "ed25519": (openssh, ed),
+        "ed25519 with CRLF": (openssh.replace("\n", "\r\n"), ed),
+        "ed25519 with a byte-order mark": ("\ufeff" + openssh, ed),
+        "ed25519 after blank lines": ("\n\n" + openssh, ed),
+        "ed25519 without its final newline, blank lines after": (openssh.rstrip("\n") + "  \n\n\n", ed),
+        "ed25519 as PKCS#8": (_private(ed, pkcs8), ed),
+        "ed25519 as PKCS#8 with CRLF and a BOM": ("\ufeff" + _private(ed, pkcs8).replace("\n", "\r\n"), ed),
+        "ECDSA P-256, traditional PEM": (_private(p256, trad), p256),
+        "ECDSA P-384, PKCS#8": (_private(p384, pkcs8), p384),
+        "RSA 2048 with CRLF": (_private(rsa2048, trad).replace("\n", "\r\n"), rsa2048),
+        "ed25519 after a comment line": ("my key:\n" + openssh, None),
+        "ed25519, every line indented": ("".join(f"  {line}\n" for line in openssh.splitlines()), None),
+        "RSA 768": (rsa768.read_text(), None),
+    }
+    for curve in (ec.SECP256K1(), ec.SECP224R1(), ec.BrainpoolP256R1()):
+        keys[f"ECDSA {curve.name}"] = (_private(ec.generate_private_key(curve), trad), None)
+    return {name: (text, key and _public_blob(key)) for name, (text, key) in keys.items()}
+
+
+@pytest.fixture(scope="module")
+def ssh_keys(tmp_path_factory):
+    return _ssh_keys(tmp_path_factory)
+
+
+SSH_KEY_CASES = [
+    "ed25519",
+    "ed25519 with CRLF",
+    "ed25519 with a byte-order mark",
+    "ed25519 after blank lines",
+    "ed25519 without its final newline, blank lines after",
+    "ed25519 as PKCS#8",
+    "ed25519 as PKCS#8 with CRLF and a BOM",
+    "ECDSA P-256, traditional PEM",
+    "ECDSA P-384, PKCS#8",
+    "RSA 2048 with CRLF",
+    "ed25519 after a comment line",
+    "ed25519, every line indented",
+    "RSA 768",
+    "ECDSA secp256k1",
+    "ECDSA secp224r1",
+    "ECDSA brainpoolP256r1",
+]
+
+
+def ssh_keygen_loads(path: Path) -> str | None:
+    """The public key blob OpenSSH reads from a private key file, or None when it cannot load it."""
+    path.chmod(0o600)
+    done = subprocess.run([tool("ssh-keygen"), "-y", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    return done.stdout.split()[1] if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("case", SSH_KEY_CASES)
+def test_an_accepted_ssh_key_is_written_as_openssh_loads_it(run_stack, ssh_keys, tmp_path, case):
+    """The key file the Docker provider's `ssh -i` reads, as the program writes it: OpenSSH 9.2 loads it
+    as the same key, and pulumi-command gets the same text. A key OpenSSH would not load is refused."""
+    text, public = ssh_keys[case]
+    program = accepted(run_stack, lambda config: config.update({"pihalb:sshPrivateKey": text}), "sshPrivateKey")
+    if program is None:
+        raw = tmp_path / "as-pasted"
+        raw.write_text(text, newline="")
+        assert public is None, f"{case} loads, and was refused"
+        if "ECDSA" in case or "RSA" in case:
+            assert ssh_keygen_loads(raw) is None, f"OpenSSH loads {case}: no reason to refuse it"
+        return
+    written = Path(os.environ["PIHALB_SSH_DIR"]) / "pi-ha-lb-dev" / "id_pihalb"
+    loaded = ssh_keygen_loads(written)
+    assert loaded is not None, f"OpenSSH does not load the file written for {case}"
+    assert loaded == public
+    assert program.named("lb1-ping").inputs["connection"]["privateKey"] == written.read_bytes().decode()
+
+
+@pytest.mark.parametrize("password", ["vr5ecret", "a$b{c}#!", "$_BANG", "$HOME", "${_PWD}", "a${X}b", "${_HASH}"])
+def test_an_accepted_vrrp_password_reaches_keepalived_verbatim(run_stack, tmp_path, password):
+    """keepalived's own dump of what it read: an accepted password is the password, not what keepalived's
+    `${NAME}` parameters make of it (`${_PWD}` would be its working directory, `${_HASH}` a '#')."""
+    program = accepted(run_stack, lambda config: config.update({"pihalb:vrrpPassword": password}), "vrrpPassword")
+    if program is None:
+        return
+    conf = embedded_file(program.named("vrrp-lb1-keepalived"))
+    assert keepalived_dump(conf, "eth0", "172.30.42.21", tmp_path)["Password"] == password
