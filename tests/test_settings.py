@@ -509,6 +509,26 @@ def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_se
     assert registered == []
 
 
+def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
+    """A real `pulumi up`: the Python language host puts every config key in PULUMI_CONFIG and the secret
+    ones in PULUMI_CONFIG_SECRET_KEYS, then hands both to set_all_config (pulumi-language-python-exec)."""
+    import json
+
+    import pulumi.runtime
+
+    config = {"pihalb:cluster": "{}", "pihalb:haproxy": "{}", "pihalb:vrrpPassword": "x", "docker:host": "y"}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["pihalb:vrrpPassword"]))
+    expected = {"cluster": False, "haproxy": False, "vrrpPassword": True}
+    try:
+        pulumi.runtime.set_all_config({}, pulumi.runtime.get_config_secret_keys_env())
+        assert settings.running_stack_keys() == expected
+        pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(), pulumi.runtime.get_config_secret_keys_env())
+        assert settings.running_stack_keys() == expected
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
 def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
     """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
     from types import SimpleNamespace
