@@ -41,7 +41,7 @@ VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a hando
 # exited (0) and never started it again; `always` containers are started on every daemon start.
 RESTART_POLICY = "always"
 DRAIN_TIMEOUT_S = 30
-READY_MARGIN_S = 60  # a slow host, a check answered late: on top of the check intervals (ready_timeout_s)
+READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
 
 # Characters a word may hold bare in haproxy.cfg and keepalived.conf; any other makes it quoted.
@@ -150,7 +150,7 @@ def ready_timeout_s(cluster: Cluster) -> int:
     timer across MAINT -> READY, so the check that says UP comes up to one interval later; one failed
     check (a server still starting) costs two more, as a check lasts up to an interval (no `timeout
     check`). The settings bound the interval so that this fits in one step."""
-    return READY_MARGIN_S + 3 * math.ceil(cluster.haproxy.health_check.inter_ms / 1000)
+    return READY_TIMEOUT_S + 3 * math.ceil(cluster.haproxy.health_check.inter_ms / 1000)
 
 
 def peer_takeover_s(cluster: Cluster) -> float:
