@@ -531,19 +531,18 @@ def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_the
 
 def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
     """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
-    from types import SimpleNamespace
-
     from lab import stack as lab_stack
 
-    state = SimpleNamespace(
-        hosts={"lb1": SimpleNamespace(host_key="ssh-ed25519 AAAA")},
-        private_key="-----BEGIN OPENSSH PRIVATE KEY-----",
-        vrrp_password="vr5ecret",
-        stats_password=STATS_PASSWORD,
-    )
+    layer = {
+        "pihalb:hostKeys": {"lb1": "ssh-ed25519 AAAA"},
+        "pihalb:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "pihalb:vrrpPassword": "vr5ecret",
+        "pihalb:statsPassword": STATS_PASSWORD,
+    }
     commands = []
+    monkeypatch.setattr(lab_stack, "lab_layer", lambda lab: layer)
     monkeypatch.setattr(lab_stack.subprocess, "run", lambda args, **kwargs: commands.append(args))
-    lab_stack.pulumi_config_set(SimpleNamespace(state=lambda: state))
+    lab_stack.pulumi_config_set(object())
     secret = {args[-1] for args in commands if "--secret" in args}
     assert secret == set(program.SECRET_CONFIG_KEYS)
     assert all("--secret" in args or "pihalb:hostKeys" in args[-2] for args in commands)
