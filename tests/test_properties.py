@@ -377,7 +377,7 @@ def test_every_port_a_host_listens_on_is_its_own(run_stack, ssh, lb1_ssh, server
             ("lb1", lb1_ssh, "haproxy", [frontend, stats]),
             ("lb2", None, "haproxy", [frontend, stats]),
         ):
-            login = program.named(f"{host}-ping").inputs["connection"]["port"]
+            login = program.named(f"{host}-install").inputs["connection"]["port"]
             ports = [p["external"] for p in program.named(f"{host}-{kind}-container").inputs["ports"]]
             assert [login, *ports] == [own or ssh, *published]
             assert len({login, *ports}) == 1 + len(ports), (host, login, ports)

@@ -542,7 +542,7 @@ def test_an_accepted_ssh_key_is_written_as_openssh_loads_it(run_stack, ssh_keys,
     loaded = ssh_keygen_loads(written)
     assert loaded is not None, f"OpenSSH does not load the file written for {case}"
     assert loaded == public
-    assert program.named("lb1-ping").inputs["connection"]["privateKey"] == written.read_bytes().decode()
+    assert program.named("lb1-install").inputs["connection"]["privateKey"] == written.read_bytes().decode()
 
 
 @pytest.mark.parametrize("password", ["vr5ecret", "a$b{c}#!", "$_BANG", "$HOME", "${_PWD}", "a${X}b", "${_HASH}"])
