@@ -4,11 +4,14 @@ import pulumi
 
 from components.cluster import deploy, files_root
 from components.host import local_ssh_dir
-from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, load
+from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, check_secret, load, running_stack_keys
 
 config = pulumi.Config(CONFIG_NAMESPACE)
-settings = load(config.get_object, config.get)
-secrets = {key: config.require_secret(key) for key in SECRET_KEYS}
+settings = load(config.get_object, config.get, running_stack_keys())
+# Each secret as its rule returns it (an SSH key in the form OpenSSH loads), still a Pulumi secret.
+secrets = {
+    key: config.require_secret(key).apply(lambda value, key=key: check_secret(key, value)) for key in SECRET_KEYS
+}
 outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files_root())
 for key, value in outputs.items():
     pulumi.export(key, value)

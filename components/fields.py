@@ -35,6 +35,15 @@ SSH_PRIVATE_KEY_KEY = "sshPrivateKey"
 VRRP_PASSWORD_KEY = "vrrpPassword"
 STATS_PASSWORD_KEY = "statsPassword"
 
+# The command that sets each secret as one (README, "Your own Pis"); errors about a secret quote it.
+SET_SECRET = {
+    SSH_PRIVATE_KEY_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519",
+    VRRP_PASSWORD_KEY: f'pulumi config set --secret {CONFIG_NAMESPACE}:{VRRP_PASSWORD_KEY} "$(openssl rand -base64 6)"',
+    STATS_PASSWORD_KEY: (
+        f'pulumi config set --secret {CONFIG_NAMESPACE}:{STATS_PASSWORD_KEY} "$(openssl rand -base64 18)"'
+    ),
+}
+
 HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 # HAProxy 2.6 manual, `retry-on`: every keyword it accepts ("none" only on its own).
 RETRY_ON_KEYWORDS = (
@@ -49,6 +58,23 @@ RETRY_ON_KEYWORDS = (
 )
 # HAProxy: "timer overflow ... maximum value is 2147483647 ms".
 HAPROXY_MAX_TIMER_MS = 2_147_483_647
+# Ranges that never hold a LAN host's address (nor a VIP), each with the reason. Private (10/8, 172.16/12,
+# 192.168/16), link-local (169.254/16), shared (100.64/10) and public unicast addresses stay accepted.
+NOT_UNICAST = tuple(
+    (ipaddress.IPv4Network(net), why)
+    for net, why in (
+        ("0.0.0.0/8", "'this network' (RFC 1122), only ever a source while a host has no address yet"),
+        ("127.0.0.0/8", "loopback, which never leaves a host"),
+        ("224.0.0.0/4", "multicast, which names a group, never one host"),
+        ("240.0.0.0/4", "reserved (RFC 1112) and the broadcast address 255.255.255.255, never routed as unicast"),
+    )
+)
+# keepalived adds the VIP with its prefix, so the balancers get an on-link route for the whole subnet:
+# traffic to any address in it is sent by ARP on the LAN instead of to the router. So the subnet may be
+# at most a whole private block where a LAN can be that large (10/8, 172.16/12), and a /16 elsewhere
+# (192.168/16, link-local 169.254/16, and more than any public LAN a Pi sits on).
+WIDE_LAN_BLOCKS = tuple(ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12"))
+WIDEST_LAN_PREFIX = 16
 
 
 class ConfigError(pulumi.RunError, ValueError):
@@ -104,9 +130,18 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
         raise Problem(
             f"{value!r} is not an IPv4 address", "write it as four numbers 0..255, e.g. 192.168.1.10"
         ) from None
-    if address.is_multicast or address.is_loopback or address.is_unspecified or address.is_reserved:
-        raise Problem(f"{value} is not a unicast host address", "use the host's LAN address")
+    for net, why in NOT_UNICAST:
+        if address in net:
+            raise Problem(
+                f"{value} is not a unicast host address: it is in {net}, {why}",
+                "use an address of the hosts' LAN (e.g. private 192.168.1.10, or link-local 169.254.1.10)",
+            )
     return address
+
+
+def widest_lan_prefix(address: ipaddress.IPv4Address) -> int:
+    """The shortest prefix a LAN holding `address` can have (see WIDE_LAN_BLOCKS)."""
+    return next((block.prefixlen for block in WIDE_LAN_BLOCKS if address in block), WIDEST_LAN_PREFIX)
 
 
 def _ipv4_interface(value: Any) -> ipaddress.IPv4Interface:
@@ -213,17 +248,28 @@ DebianVersion = Annotated[
         )
     ),
 ]
-HttpsUrl = Annotated[
-    StrictStr,
-    AfterValidator(
-        matching(
-            r"|https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9\-._~/%+=&?,;:@]*",
-            "an https URL",
-            "e.g. https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz (no spaces or quotes)",
-            max_len=2048,
+TARBALL_URL = re.compile(
+    r"https://[A-Za-z0-9.-]+(?::(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9\-._~/%+=&,;:@]*)(?:\?[A-Za-z0-9\-._~/%+=&?,;:@]*)?"
+)
+TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def _tarball_url(value: str) -> str:
+    """The build fetches it with curl and unpacks it with `tar -xzf`: a gzipped tarball on a real port."""
+    example = "e.g. https://www.haproxy.org/download/2.6/src/haproxy-2.6.12.tar.gz"
+    match = TARBALL_URL.fullmatch(value)
+    if value and (len(value) > 2048 or not match):
+        raise Problem(f"{value!r} is not an https URL", f"{example} (no spaces or quotes, at most 2048 characters)")
+    if match and match["port"] and not 1 <= int(match["port"]) <= 65535:
+        raise Problem(f"port {match['port']} is outside 1..65535", f"use the server's port, or none: {example}")
+    if match and not match["path"].endswith(TARBALL_SUFFIXES):
+        raise Problem(
+            f"{match['path']!r} does not end in .tar.gz or .tgz, and the build unpacks it with `tar -xzf`",
+            f"use the release's .tar.gz, {example}",
         )
-    ),
-]
+    return value
+
+
 Sha256Hex = Annotated[
     StrictStr,
     AfterValidator(matching(r"|[0-9a-f]{64}", "a SHA-256", "write the 64 lowercase hex digits of `sha256sum`")),
@@ -232,6 +278,7 @@ Sha256Hex = Annotated[
 
 Interface = Annotated[StrictStr, AfterValidator(_interface)]
 UrlPath = Annotated[StrictStr, AfterValidator(_path)]
+HttpsUrl = Annotated[StrictStr, AfterValidator(_tarball_url)]
 RetryOn = Annotated[StrictStr, AfterValidator(_retry_on)]
 AdvertInterval = Annotated[StrictFloat, AfterValidator(_advert_interval)]
 

@@ -131,7 +131,7 @@ class NginxBackend(pulumi.ComponentResource):
             bring_back_script(
                 f"{name}-ready-on-{balancer.host.name}",
                 balancer.connection,
-                args.rendering.server_ready_script(server),
+                args.rendering.server_ready_script(cluster, server),
                 keyed_on=[self.container.id, drain.stdout],
                 parent=self,
                 depends_on=[self.container],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from components.settings import PLATFORM_ARCH, Cluster, Host
+from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
@@ -45,7 +46,7 @@ VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a hando
 # exited (0) and never started it again; `always` containers are started on every daemon start.
 RESTART_POLICY = "always"
 DRAIN_TIMEOUT_S = 30
-READY_TIMEOUT_S = 60
+READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
 
 # Characters a word may hold bare in haproxy.cfg and keepalived.conf; any other makes it quoted.
@@ -149,6 +150,14 @@ def handover_timeout_s(cluster: Cluster) -> int:
     return int(4 * cluster.vrrp.advert_interval) + 10
 
 
+def ready_timeout_s(cluster: Cluster) -> int:
+    """How long a server back from maintenance may take to be UP on a balancer. HAProxy keeps its check
+    timer across MAINT -> READY, so the check that says UP comes up to one interval later; one failed
+    check (a server still starting) costs two more, as a check lasts up to an interval (no `timeout
+    check`). The settings bound the interval so that this fits in one step."""
+    return READY_TIMEOUT_S + 3 * math.ceil(cluster.haproxy.health_check.inter_ms / 1000)
+
+
 def peer_takeover_s(cluster: Cluster) -> float:
     """How long a new VRRP instance on the peer takes to be MASTER: Master_Down_Interval (3 adverts and a
     skew under one advert), and a second for the step that started it to have returned."""
@@ -227,8 +236,7 @@ class Renderer:
                 track_file=HAPROXY_TRACK_FILE,
                 handover_file=VRRP_HANDOVER_FILE,
                 garp_refresh_s=GARP_REFRESH_S,
-                # down to priority 1 with the track bonus counted; keepalived takes weights up to 253
-                handover_weight=min(253, (host.priority or 1) - 1 + max(vrrp.track.weight, 0)),
+                handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
             )
         )
@@ -362,9 +370,9 @@ class Renderer:
             "server-drain.sh", CONTAINER_SPEC=rolling_key, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), **_server(server)
         )
 
-    def server_ready_script(self, server: str) -> str:
+    def server_ready_script(self, cluster: Cluster, server: str) -> str:
         """After it, on every up: back in service once UP (a no-op for a server in service)."""
-        return self._rolling("server-ready.sh", READY_TIMEOUT_S=str(READY_TIMEOUT_S), **_server(server))
+        return self._rolling("server-ready.sh", READY_TIMEOUT_S=str(ready_timeout_s(cluster)), **_server(server))
 
     def balancer_leave_script(self, cluster: Cluster, rolling_key: str) -> str:
         """Before this balancer's HAProxy container is replaced: the VIP handed over to the peer."""

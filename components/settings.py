@@ -12,8 +12,11 @@ SSH keys are parsed in `keys.py`, secrets checked in `secrets.py`.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Literal
 
+import pulumi
+import pulumi.runtime.config as runtime_config
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
 # F401: names imported only so that callers keep importing them from here, where they used to live.
@@ -24,6 +27,7 @@ from components.fields import (
     HOST_KEYS_KEY,
     HOST_NAME,  # noqa: F401
     RETRY_ON_KEYWORDS,  # noqa: F401
+    SET_SECRET,  # noqa: F401
     SSH_PRIVATE_KEY_KEY,  # noqa: F401
     STATS_PASSWORD_KEY,  # noqa: F401
     VRRP_PASSWORD_KEY,  # noqa: F401
@@ -47,12 +51,17 @@ from components.fields import (
     fail,
     format_validation_error,
     int_range,
+    widest_lan_prefix,
 )
 from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
-from components.secrets import SECRET_KEYS, Secrets, check_secret  # noqa: F401
+from components.secrets import SECRET_KEYS, Secrets, check_held_as_secrets, check_secret  # noqa: F401
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
+# What every server answers (files/nginx/default.conf and the one page nginx-page.sh writes, index.html):
+# 200 at these paths, whatever the query, and 404 anywhere else.
+SERVED_PAGES = ("/", "/index.html")
+SERVED_STATUS = 200
 # keepalived: 255 belongs to the address owner; a tracked priority is clamped to 1..254.
 KEEPALIVED_MAX_PRIORITY = 254
 
@@ -156,6 +165,15 @@ class Vrrp(StrictModel):
             raise Problem(
                 f"prefix /{net.prefixlen} leaves no room for hosts", "give the VIP the LAN's prefix, e.g. /24", "vip"
             )
+        widest = widest_lan_prefix(self.vip.ip)
+        if net.prefixlen < widest:
+            raise Problem(
+                f"prefix /{net.prefixlen} is wider than a LAN holding {self.vip.ip} can be (/{widest} at most): "
+                f"keepalived would give the balancers an on-link route for all of {net}, so they would look for "
+                "addresses beyond the LAN on it instead of sending them to the router",
+                f"give the VIP the LAN's own prefix, e.g. /24 (from /{widest} to /30)",
+                "vip",
+            )
         if self.vip.ip in (net.network_address, net.broadcast_address):
             raise Problem(
                 f"{self.vip.ip} is the network or broadcast address of {net}",
@@ -166,13 +184,36 @@ class Vrrp(StrictModel):
 
 
 class HealthCheck(StrictModel):
-    """HAProxy's active check of each server (`option httpchk`)."""
+    """HAProxy's active check of each server (`option httpchk`), of a page the program deploys there."""
 
     path: UrlPath = "/"
     expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
-    inter_ms: int_range(100, 3_600_000, "milliseconds between checks") = Field(default=2000, alias="interMs")
+    # At most 5 minutes: a rolling step waits up to three intervals for a server to be UP again
+    # (render.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
+    inter_ms: int_range(100, 300_000, "milliseconds between checks, at most 5 minutes") = Field(
+        default=2000, alias="interMs"
+    )
     fall: int_range(1, 100, "failed checks before down") = 3
     rise: int_range(1, 100, "good checks before up") = 2
+
+    @model_validator(mode="after")
+    def _served(self) -> HealthCheck:
+        page = self.path.split("?", 1)[0]
+        if page not in SERVED_PAGES:
+            raise Problem(
+                f"the servers answer {page!r} with 404: they serve one page, at {' and '.join(SERVED_PAGES)}, so "
+                "every server would be DOWN and the site would answer 503",
+                f"check {' or '.join(SERVED_PAGES)} (a ?query is fine)",
+                "path",
+            )
+        if self.expect_status != SERVED_STATUS:
+            raise Problem(
+                f"the servers answer {self.path!r} with {SERVED_STATUS}, so every server would be DOWN and the site "
+                "would answer 503",
+                f"expect {SERVED_STATUS}",
+                "expectStatus",
+            )
+        return self
 
 
 class Timeouts(StrictModel):
@@ -201,6 +242,13 @@ class HaproxySource(StrictModel):
             )
         if self.kind == "debian" and (self.url or self.sha256):
             raise Problem("url and sha256 are only used with kind: upstream", "remove them, or set kind: upstream")
+        if self.kind == "upstream" and self.version:
+            raise Problem(
+                "version is only read with kind: debian (`apt-get source haproxy=<version>`); an upstream build "
+                "compiles whatever the url holds, so it would only change the image's tag",
+                "remove version: the url names the release",
+                "version",
+            )
         return self
 
 
@@ -217,12 +265,6 @@ class Haproxy(StrictModel):
     retry_on: RetryOn = Field(default="", alias="retryOn")
     stop_grace_ms: int_range(0, 5000, "milliseconds") = Field(default=0, alias="stopGraceMs")
     source: HaproxySource = HaproxySource()
-
-    @model_validator(mode="after")
-    def _check(self) -> Haproxy:
-        if self.frontend_port == self.stats_port:
-            raise Problem("the stats port equals the frontend port", "use another port, e.g. 8404", "statsPort")
-        return self
 
 
 class Nginx(StrictModel):
@@ -255,6 +297,7 @@ class Cluster(StrictModel):
         _check_inventory(self)
         _check_priorities(self)
         _check_addresses(self)
+        _check_ports(self)
         return self
 
 
@@ -293,8 +336,8 @@ def _check_priorities(c: Cluster) -> None:
         raise Problem(
             f"priority gap {high - low} is not smaller than |weight| {abs(weight)}, so a dead HAProxy "
             "on the MASTER would never move the VIP",
-            f"make the gap smaller than the weight (priorities {high}/{high - 1}) or raise the weight "
-            f"above {high - low}",
+            (f"make the gap smaller than the weight (priorities {high}/{high - 1}) or " if abs(weight) > 1 else "")
+            + f"raise the weight above {high - low}",
             "vrrp.track.weight",
         )
     for priority, i in indexed:
@@ -306,6 +349,24 @@ def _check_priorities(c: Cluster) -> None:
                 f"keep priority + weight within 1..{KEEPALIVED_MAX_PRIORITY} (e.g. priorities 101/100, weight 2)",
                 f"hosts[{i}].priority",
             )
+    # The handover: both HAProxys alive (a positive weight counts on both), the MASTER lowered by the
+    # handover file's weight, clamped to keepalived's floor of 1. The BACKUP must then be strictly above.
+    alive_bonus = max(weight, 0)
+    lowered = max(1, high + alive_bonus - handover_weight(high, weight))
+    if low + alive_bonus <= lowered:
+        raise Problem(
+            f"during a handover the MASTER's priority drops to {lowered} (not to 0: that is FAULT, which drops "
+            f"the VIP before the peer holds it), and the BACKUP's is {low + alive_bonus}: VRRP breaks that tie by "
+            "address, so the VIP may never move and a rolling change of the MASTER times out",
+            f"give the BACKUP a priority of at least {lowered - alive_bonus + 1} (e.g. priorities 101/100)",
+            f"hosts[{low_i}].priority",
+        )
+
+
+def handover_weight(priority: int, weight: int) -> int:
+    """How far the handover file lowers a balancer: to 1 with its HAProxy alive (a positive track weight
+    counted), never to 0, which is FAULT (the VIP dropped at once). keepalived takes weights up to 253."""
+    return min(253, priority - 1 + max(weight, 0))
 
 
 def _check_addresses(c: Cluster) -> None:
@@ -326,6 +387,33 @@ def _check_addresses(c: Cluster) -> None:
             )
         if h.address == vip.ip:
             raise Problem(f"VIP {vip.ip} is host {h.name}'s address", "pick an address no host uses", "vrrp.vip")
+
+
+def _check_ports(c: Cluster) -> None:
+    """Whatever listens on one host listens on its own port: sshd, and the ports Docker publishes there.
+
+    Docker cannot publish a port sshd already holds (the container never starts), and a container that
+    took it first would lock the program out of the host.
+    """
+    for i, h in enumerate(c.hosts):
+        ssh_key = f"hosts[{i}].port" if h.port is not None else "ssh.port"
+        listeners = {ssh_key: (h.port or c.ssh.port, "SSH port")}
+        if h.role == "server":
+            listeners["nginx.serverPort"] = (c.nginx.server_port, "nginx port")
+        else:
+            listeners["haproxy.frontendPort"] = (c.haproxy.frontend_port, "HAProxy frontend port")
+            listeners["haproxy.statsPort"] = (c.haproxy.stats_port, "HAProxy stats port")
+        taken: dict[int, tuple[str, str]] = {}
+        for key, (port, what) in listeners.items():
+            if port in taken:
+                other_key, other = taken[port]
+                raise Problem(
+                    f"{h.name}'s {what} {port} is also its {other} ({CONFIG_NAMESPACE}:{CLUSTER_KEY}.{other_key}); "
+                    "two listeners cannot share a port on one host",
+                    f"give {key} and {other_key} different ports",
+                    key,
+                )
+            taken[port] = (key, what)
 
 
 class Settings(StrictModel):
@@ -383,13 +471,49 @@ def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
         raise ConfigError(format_validation_error(HOST_KEYS_KEY, err)) from None
 
 
-def load(config_get_object, config_get_secret_raw) -> Settings:
+def check_namespace(keys: Collection[str]) -> None:
+    """Every key set under the namespace is one the program reads: a misplaced or misspelt key is
+    refused, not ignored (`pihalb:haproxy`, say, belongs inside `pihalb:cluster`)."""
+    known = (CLUSTER_KEY, HOST_KEYS_KEY, *SECRET_KEYS)
+    in_cluster = {field.alias or name for name, field in Cluster.model_fields.items()}
+    problems = []
+    for key in sorted(set(keys) - set(known)):
+        if key in in_cluster:
+            fix = (
+                f"it belongs inside {CONFIG_NAMESPACE}:{CLUSTER_KEY}: move it there in Pulumi.<stack>.yaml, "
+                f"then `pulumi config rm {CONFIG_NAMESPACE}:{key}`"
+            )
+        else:
+            fix = f"remove it (`pulumi config rm {CONFIG_NAMESPACE}:{key}`) or correct it to one of {list(known)}"
+        problems.append(f"{CONFIG_NAMESPACE}:{key}: unknown key, which the program would ignore. Fix: {fix}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def running_stack_keys() -> dict[str, bool]:
+    """The keys set under the namespace in the stack Pulumi runs, each with whether it holds it as a secret.
+
+    The SDK has no public list of the keys: the language host gives them all to `set_all_config` (the
+    runtime's CONFIG, as the test harness's mocks do) and to the PULUMI_CONFIG variable.
+    """
+    prefix = f"{CONFIG_NAMESPACE}:"
+    names = {*pulumi.runtime.get_config_env(), *runtime_config.CONFIG.get()}
+    return {
+        name.removeprefix(prefix): pulumi.runtime.is_config_secret(name) for name in names if name.startswith(prefix)
+    }
+
+
+def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool]) -> Settings:
     """Read and validate the whole stack config.
 
     `config_get_object(key)` returns a parsed object or None; `config_get_secret_raw(key)` returns the
     plain secret string or None. Both come from `pulumi.Config` in the program and from dicts in tests.
-    Secrets are validated here but only ever handed to resources wrapped as Pulumi secrets.
+    `stack_keys` names every key set under the namespace, each with whether the stack holds it as a
+    secret (`running_stack_keys` in the program). Secrets are validated here but only ever handed to
+    resources wrapped as Pulumi secrets.
     """
+    check_namespace(stack_keys)
+    check_held_as_secrets(stack_keys)
     raw_cluster = config_get_object(CLUSTER_KEY)
     if raw_cluster is None:
         fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")

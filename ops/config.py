@@ -20,12 +20,17 @@ from components.settings import (
     SSH_PRIVATE_KEY_KEY,
     STATS_PASSWORD_KEY,
     Settings,
+    check_secret,
     load,
 )
-from harness.program import stack_file_config
+from harness.program import SECRET_CONFIG_KEYS, stack_file_config
 
 Layer = dict[str, Any]
 """Namespaced config keys (`pihalb:hostKeys`) to values, as `pulumi config` holds them."""
+
+
+class Secret(str):
+    """A config value the stack holds as a secret (`pulumi config set --secret`), not as a plain one."""
 
 
 class OpsConfigError(RuntimeError):
@@ -73,7 +78,7 @@ def parse_pulumi_json(text: str) -> Layer:
         if "objectValue" in entry:
             layer[key] = entry["objectValue"]
         elif "value" in entry:
-            layer[key] = entry["value"]
+            layer[key] = Secret(entry["value"]) if entry.get("secret") else entry["value"]
     return layer
 
 
@@ -95,7 +100,8 @@ def lab_layer(stack: str) -> Layer:
                 f"no Pulumi CLI on PATH, and Pulumi.{stack}.yaml's hosts are not the lab's: install the "
                 "Pulumi CLI (host keys and secrets come from `pulumi config --show-secrets`)"
             )
-        return layer_of(lab)
+        # The lab's secrets, as `lab config-set` and the lab engine give them to Pulumi: as secrets.
+        return {key: Secret(value) if key in SECRET_CONFIG_KEYS else value for key, value in layer_of(lab).items()}
     except LabError as error:
         raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
 
@@ -126,8 +132,12 @@ def settings_from(values: Layer) -> tuple[Settings, dict[str, str]]:
         value = raw(key)
         return value if value is None or isinstance(value, str) else json.dumps(value)
 
-    settings = load(get_object, get)
-    return settings, {key: str(get(key)) for key in SECRET_KEYS}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    stack_keys = {
+        key.removeprefix(prefix): isinstance(v, Secret) for key, v in values.items() if key.startswith(prefix)
+    }
+    settings = load(get_object, get, stack_keys)
+    return settings, {key: check_secret(key, get(key)) for key in SECRET_KEYS}
 
 
 def load_stack(stack: str, layer: Callable[[str], tuple[Layer, str]] = user_layer) -> StackConfig:

@@ -33,7 +33,6 @@ class Timeouts:
     drain_s: float = render.DRAIN_TIMEOUT_S
     boot_s: float = 600  # a Pi with an SD card and Docker starting five containers
     container_s: float = 180
-    ready_s: float = render.READY_TIMEOUT_S
     healthy_s: float = 180
     handover_s: float = 30
     off_s: float = 180
@@ -116,7 +115,7 @@ class Rolling:
         wait_for(
             f"{name} UP on {', '.join(self.balancers)}",
             lambda: self._up_everywhere(name),
-            self.t.ready_s,
+            render.ready_timeout_s(self.settings.cluster),
             self.clock,
             0.5,
         )

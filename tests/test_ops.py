@@ -29,9 +29,14 @@ JOURNAL = (
 )
 
 
+def _secrets_held_as_secrets(values: dict) -> dict:
+    """The values as `pulumi config --json` marks them: the three secrets held as secrets."""
+    return {key: ops_config.Secret(v) if key in program.SECRET_CONFIG_KEYS else v for key, v in values.items()}
+
+
 @pytest.fixture
 def settings(stack_config):
-    return ops_config.settings_from(stack_config("dev"))[0]
+    return ops_config.settings_from(_secrets_held_as_secrets(stack_config("dev")))[0]
 
 
 def show_stat(view: dict[str, str], sessions: int = 0) -> str:
@@ -394,19 +399,33 @@ def test_pulumi_json_values_and_object_values():
 
 @unit
 def test_config_is_validated_as_the_program_validates_it(stack_config):
-    values = stack_config("dev")
+    values = _secrets_held_as_secrets(stack_config("dev"))
     values["pihalb:hostKeys"] = json.dumps(values["pihalb:hostKeys"])  # as `pulumi config --json` gives it
     settings, secrets = ops_config.settings_from(values)
     assert [b.name for b in settings.balancers] == ["lb1", "lb2"]
     assert set(secrets) == {"sshPrivateKey", "vrrpPassword", "statsPassword"}
-    values["pihalb:vrrpPassword"] = "far-too-long"
+    values["pihalb:vrrpPassword"] = ops_config.Secret("far-too-long")
     with pytest.raises(ValueError, match="pihalb:vrrpPassword"):
         ops_config.settings_from(values)
 
 
 @unit
+def test_a_secret_pulumi_holds_as_plain_text_is_refused_as_the_program_refuses_it(stack_config):
+    values = stack_config("dev")
+    held_as_secrets = set(program.SECRET_CONFIG_KEYS) - {"pihalb:statsPassword"}
+    entries = {
+        key: {"value": v if isinstance(v, str) else json.dumps(v), "secret": key in held_as_secrets}
+        for key, v in values.items()
+    }
+    with pytest.raises(ValueError) as refused:
+        ops_config.settings_from(ops_config.parse_pulumi_json(json.dumps(entries)))
+    assert str(refused.value).startswith("pihalb:statsPassword: set as a plain value")
+    assert "pulumi config set --secret pihalb:statsPassword" in str(refused.value)
+
+
+@unit
 def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkeypatch, stack_config):
-    layer = {k: v for k, v in stack_config("dev").items() if k != "pihalb:cluster"}
+    layer = {k: v for k, v in _secrets_held_as_secrets(stack_config("dev")).items() if k != "pihalb:cluster"}
     monkeypatch.setattr(ops_config, "pulumi_layer", lambda stack: layer)
     monkeypatch.setattr(ops_config, "lab_layer", lambda stack: {})
     assert ops_config.user_layer("pi", which=lambda name: "/usr/bin/pulumi") == (layer, "pulumi")

@@ -9,6 +9,9 @@ import pytest
 
 from components import settings
 from components.settings import ConfigError
+from harness import program
+
+from .conftest import STATS_PASSWORD
 
 pytestmark = pytest.mark.unit
 
@@ -186,7 +189,9 @@ def _keys():
         "ecdsa": public(ecd).decode(),
         "rsa": public(rs).decode(),
         "dsa": dsa_public,
+        "ed25519-private": private(ed),
         "ed25519-private-pkcs8": private(ed, serialization.PrivateFormat.PKCS8),
+        "secp256k1-private": private(ec.generate_private_key(ec.SECP256K1()), serialization.PrivateFormat.PKCS8),
         "ecdsa-private-pem": private(ecd, serialization.PrivateFormat.TraditionalOpenSSL),
         "rsa-private": private(rs),
         "encrypted-private": private(ed, enc=serialization.BestAvailableEncryption(b"passphrase")),
@@ -328,6 +333,7 @@ def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
 ACCEPTED = {
     "ECDSA host key": _host_key(KEYS["ecdsa"]),
     "PKCS#8 ed25519 private key": _secret("sshPrivateKey", KEYS["ed25519-private-pkcs8"]),
+    "private key with CRLF line ends": _secret("sshPrivateKey", KEYS["ed25519-private"].replace("\n", "\r\n")),
     "PEM ECDSA private key": _secret("sshPrivateKey", KEYS["ecdsa-private-pem"]),
     "RSA private key": _secret("sshPrivateKey", KEYS["rsa-private"]),
     "priorities 252/251 with weight 2": _priorities(252, 251),
@@ -364,3 +370,184 @@ def test_secret_errors_never_repeat_the_secret(run_stack):
 def test_secret_rules_come_from_one_table():
     assert settings.SECRET_KEYS == ("sshPrivateKey", "vrrpPassword", "statsPassword")
     assert set(settings.SECRET_KEYS) == {f.alias for f in settings.Secrets.model_fields.values()}
+
+
+# ---- issue 21: values each valid alone, refused together (or with the hosts), naming the keys ---------
+
+
+def _both(*alters):
+    def alter(config):
+        for each in alters:
+            each(config)
+
+    return alter
+
+
+def _lan(vip, prefix):
+    """The VIP, and the five hosts at .11 .12 .13 .21 .22 of `prefix` (a.b.c)."""
+
+    def alter(config):
+        _set("vrrp.vip", vip)(config)
+        for host, last in zip(_hosts(config), (11, 12, 13, 21, 22), strict=True):
+            host["address"] = f"{prefix}.{last}"
+
+    return alter
+
+
+TOGETHER_REFUSED = {
+    # 1. Ports: one listener per port on each host, sshd included.
+    "frontend port on the SSH port": (
+        _set("haproxy.frontendPort", 22),
+        "pihalb:cluster.haproxy.frontendPort: lb1's HAProxy frontend port 22 is also its SSH port "
+        "(pihalb:cluster.ssh.port)",
+    ),
+    "stats port on the SSH port": (_set("haproxy.statsPort", 22), "pihalb:cluster.haproxy.statsPort"),
+    "nginx port on the SSH port": (_set("nginx.serverPort", 22), "pihalb:cluster.nginx.serverPort: server1's"),
+    "nginx port on one server's own SSH port": (
+        _both(_host_field(2, "port", 8080), _set("nginx.serverPort", 8080)),
+        "server3's nginx port 8080 is also its SSH port (pihalb:cluster.hosts[2].port)",
+    ),
+    "stats port on the BACKUP's own SSH port": (
+        _host_field(4, "port", 8404),
+        "pihalb:cluster.haproxy.statsPort: lb2's HAProxy stats port 8404 is also its SSH port "
+        "(pihalb:cluster.hosts[4].port)",
+    ),
+    "stats port on the frontend port": (_set("haproxy.statsPort", 80), "pihalb:cluster.haproxy.statsPort"),
+    # 3. The handover lowers the MASTER to 1 (0 would be FAULT): a BACKUP at 1 would tie it.
+    "BACKUP at 1 with weight 0": (_priorities(2, 1, 0), "pihalb:cluster.hosts[4].priority: during a handover"),
+    "BACKUP at 1 with weight 0 and events": (
+        _both(_priorities(254, 1, 0), _set("vrrp.track.kind", "events")),
+        "give the BACKUP a priority of at least 2",
+    ),
+    # 4. Nothing set is silently unused.
+    "version with an upstream source": (
+        _set(
+            "haproxy.source",
+            {"kind": "upstream", "url": "https://x.org/haproxy-2.6.12.tar.gz", "sha256": "0" * 64, "version": "2.6.12"},
+        ),
+        "pihalb:cluster.haproxy.source.version: version is only read with kind: debian",
+    ),
+    "pihalb:haproxy next to pihalb:cluster": (
+        _secret("haproxy", {"frontendPort": 8080}),
+        "pihalb:haproxy: unknown key, which the program would ignore. Fix: it belongs inside pihalb:cluster",
+    ),
+    "misspelt secret key": (_secret("statsPasword", STATS_PASSWORD), "pihalb:statsPasword: unknown key"),
+    "host keys spelt in lowercase": (_secret("hostkeys", {}), "pihalb:hostkeys: unknown key"),
+    # 5. What the build and the site can use.
+    "upstream .tar.xz": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org/haproxy-2.6.12.tar.xz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: '/haproxy-2.6.12.tar.xz' does not end in .tar.gz or .tgz",
+    ),
+    "upstream port 70000": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org:70000/h.tar.gz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: port 70000 is outside 1..65535",
+    ),
+    "upstream port 0": (
+        _set("haproxy.source", {"kind": "upstream", "url": "https://x.org:0/h.tar.gz", "sha256": "0" * 64}),
+        "pihalb:cluster.haproxy.source.url: port 0",
+    ),
+    "health check of a page no server has": (
+        _set("haproxy.healthCheck.path", "/health"),
+        "pihalb:cluster.haproxy.healthCheck.path: the servers answer '/health' with 404",
+    ),
+    "health check expecting what no server answers": (
+        _set("haproxy.healthCheck.expectStatus", 204),
+        "pihalb:cluster.haproxy.healthCheck.expectStatus: the servers answer '/' with 200",
+    ),
+    # 6. Secrets that must load as written.
+    "VRRP password with a keepalived parameter": (_secret("vrrpPassword", "${_PWD}"), "pihalb:vrrpPassword"),
+    "ECDSA key on a curve OpenSSH does not load": (
+        _secret("sshPrivateKey", KEYS["secp256k1-private"]),
+        "pihalb:sshPrivateKey: OpenSSH does not load ECDSA keys on secp256k1",
+    ),
+    "private key after a comment line": (
+        _secret("sshPrivateKey", "my key:\n" + KEYS["ed25519-private"]),
+        "pihalb:sshPrivateKey: there is more than the key",
+    ),
+    # 2. Networks: no on-link route wider than a LAN, no address outside unicast.
+    "VIP prefix /0": (_set("vrrp.vip", "172.30.42.240/0"), "pihalb:cluster.vrrp.vip: prefix /0 is wider"),
+    "VIP prefix wider than 172.16/12": (_set("vrrp.vip", "172.30.42.240/11"), "(/12 at most)"),
+    "VIP prefix wider than a /16 in 192.168/16": (_lan("192.168.7.240/15", "192.168.7"), "(/16 at most)"),
+    "VIP prefix /8 outside 10/8": (_lan("100.64.7.240/8", "100.64.7"), "pihalb:cluster.vrrp.vip"),
+    "host in 0.0.0.0/8": (_host_field(0, "address", "0.30.42.11"), "pihalb:cluster.hosts[0].address"),
+    "host at 255.255.255.255": (_host_field(0, "address", "255.255.255.255"), "pihalb:cluster.hosts[0].address"),
+    "VIP in 240.0.0.0/4": (_lan("240.1.2.240/24", "240.1.2"), "pihalb:cluster.vrrp.vip: 240.1.2.240 is not"),
+    "VIP on loopback": (_lan("127.1.2.240/24", "127.1.2"), "pihalb:cluster.vrrp.vip: 127.1.2.240 is not"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOGETHER_REFUSED))
+def test_issue21_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
+    alter, expected = TOGETHER_REFUSED[case]
+    registered = []
+    with pytest.raises(ConfigError) as caught:
+        run_stack("dev", alter, declared=registered)
+    message = str(caught.value)
+    assert expected in message, message
+    assert "Fix:" in message and registered == []
+
+
+TOGETHER_ACCEPTED = {
+    "SSH moved off 22, frontend on 22": _both(_set("ssh.port", 2222), _set("haproxy.frontendPort", 22)),
+    "the same port on different hosts": _both(_host_field(0, "port", 8080), _set("haproxy.frontendPort", 8080)),
+    "a flat 10/8 LAN": _lan("10.42.0.240/8", "10.42.0"),
+    "a link-local LAN": _lan("169.254.7.240/16", "169.254.7"),
+    "a shared-address LAN (100.64/10)": _lan("100.64.7.240/16", "100.64.7"),
+}
+
+
+@pytest.mark.parametrize("key", settings.SECRET_KEYS)
+def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
+    """`pulumi config set` without --secret: the value would be in plain text in the stack file and state."""
+    registered = []
+    held_as_secrets = [name for name in program.SECRET_CONFIG_KEYS if name != f"pihalb:{key}"]
+    with pytest.raises(ConfigError) as caught:
+        program.run("dev", stack_config("dev"), held_as_secrets, declared=registered)
+    assert str(caught.value).startswith(f"pihalb:{key}: set as a plain value")
+    assert f"Fix: run `{settings.SET_SECRET[key]}`" in str(caught.value)
+    assert settings.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
+    assert registered == []
+
+
+def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
+    """A real `pulumi up`: the Python language host puts every config key in PULUMI_CONFIG and the secret
+    ones in PULUMI_CONFIG_SECRET_KEYS, then hands both to set_all_config (pulumi-language-python-exec)."""
+    import json
+
+    import pulumi.runtime
+
+    config = {"pihalb:cluster": "{}", "pihalb:haproxy": "{}", "pihalb:vrrpPassword": "x", "docker:host": "y"}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["pihalb:vrrpPassword"]))
+    expected = {"cluster": False, "haproxy": False, "vrrpPassword": True}
+    try:
+        pulumi.runtime.set_all_config({}, pulumi.runtime.get_config_secret_keys_env())
+        assert settings.running_stack_keys() == expected
+        pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(), pulumi.runtime.get_config_secret_keys_env())
+        assert settings.running_stack_keys() == expected
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
+def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
+    """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
+    from lab import stack as lab_stack
+
+    layer = {
+        "pihalb:hostKeys": {"lb1": "ssh-ed25519 AAAA"},
+        "pihalb:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "pihalb:vrrpPassword": "vr5ecret",
+        "pihalb:statsPassword": STATS_PASSWORD,
+    }
+    commands = []
+    monkeypatch.setattr(lab_stack, "lab_layer", lambda lab: layer)
+    monkeypatch.setattr(lab_stack.subprocess, "run", lambda args, **kwargs: commands.append(args))
+    lab_stack.pulumi_config_set(object())
+    secret = {args[-1] for args in commands if "--secret" in args}
+    assert secret == set(program.SECRET_CONFIG_KEYS)
+    assert all("--secret" in args or "pihalb:hostKeys" in args[-2] for args in commands)
+
+
+@pytest.mark.parametrize("case", sorted(TOGETHER_ACCEPTED))
+def test_issue21_values_that_work_together_are_accepted(run_stack, case):
+    assert run_stack("dev", TOGETHER_ACCEPTED[case]).resources
