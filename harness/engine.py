@@ -129,8 +129,9 @@ class Engine:
         self._declared = {s.urn: s.new for s in plan.steps if s.new is not None}
         self._names = {(s.new.type, s.name): s.urn for s in plan.steps if s.new is not None}
         self._run_declared(plan)
-        # old copies of replacements that the second diff found unneeded stay
-        self._run_deletes([s.old for s in plan.deletes if s.old is not None and s.old.urn not in self._kept])
+        # old copies of replacements that the second diff found unneeded stay, and the plan says so
+        plan.deletes = [s for s in plan.deletes if s.old is None or s.old.urn not in self._kept]
+        self._run_deletes([s.old for s in plan.deletes if s.old is not None])
         self._put_stack(program)
         return plan, self.report
 

@@ -461,12 +461,12 @@ class Runner(Recorder):
         return self._outputs(new)
 
 
-def keyed(image_tag: str = "img:1", out_script: str = "take out") -> list[Declared]:
+def keyed(image_tag: str = "img:1", out_script: str = "take out", restart: str = "unless-stopped") -> list[Declared]:
     """A step keyed on a container's ID and on another step's stdout (computed outputs), as the program's
     ready steps are on their container and drain."""
     from harness.program import computed
 
-    web = container("web", image_tag)
+    web = container("web", image_tag, restart=restart)
     out = command("out", out_script)
     back = command(
         "back",
@@ -509,3 +509,8 @@ def test_a_step_keyed_on_computed_outputs_is_same_until_they_change_and_unknown_
     assert preview == kinds == {"web": "replace", "back": "replace"}
     assert calls == [("delete", "web"), ("create", "web"), ("create", "back"), ("delete", "back")]
     assert apply(keyed(image_tag="img:2", out_script="take out, changed")) == ({}, {}, [])
+    # An in-place update of the container keeps its ID: a replace in the preview (unknown there), nothing
+    # in the update, and the applied plan says so (no delete of an old copy that was kept).
+    preview, kinds, calls = apply(keyed(image_tag="img:2", out_script="take out, changed", restart="always"))
+    assert preview == {"web": "update", "back": "replace"} and kinds == {"web": "update"}
+    assert calls == [("update", "web")]
