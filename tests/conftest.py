@@ -118,3 +118,17 @@ def master(lab) -> str:
 @pytest.fixture(scope="session")
 def backup(lab) -> str:
     return lab.backup.name
+
+
+@pytest.fixture
+def files_copy(tmp_path, monkeypatch):
+    """Point the program at a copy of `files/` (the same path before and after a change: paths are inputs)."""
+    import shutil
+
+    from components import render
+    from components.cluster import FILES_ENV
+
+    files = tmp_path / "files"
+    shutil.copytree(render.FILES, files)
+    monkeypatch.setenv(FILES_ENV, str(files))
+    return files

@@ -132,19 +132,6 @@ def programs(stack_config, files_copy):
     return capture
 
 
-@pytest.fixture
-def files_copy(tmp_path, monkeypatch):
-    import shutil
-
-    from components import render
-    from components.cluster import FILES_ENV
-
-    files = tmp_path / "files"
-    shutil.copytree(render.FILES, files)
-    monkeypatch.setenv(FILES_ENV, str(files))
-    return files
-
-
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_a_roll_stopped_after_any_step_or_failing_halfway_heals_on_the_next_up(programs, change):
     """For every stopping point N of the roll: the apply stops before its N-th operation (a killed `up`),

@@ -6,13 +6,11 @@ import base64
 import json
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 
 from components import render
-from components.cluster import FILES_ENV
 from components.remote import CHECK_TIMEOUT_S, RUN_SCRIPT_FROM_STDIN, RUN_SCRIPT_WITH_RUN_ID, run_script_from_stdin
 from harness.plan import make_plan
 from harness.program import Program, computed
@@ -303,15 +301,6 @@ def test_stack_outputs(program):
     assert program.outputs["servers"] == {h["name"]: h["address"] for h in hosts(program, "server")}
     assert program.outputs["balancers"] == {h["name"]: h["address"] for h in hosts(program, "balancer")}
     assert program.outputs["vrrpMaster"] == "lb1"
-
-
-@pytest.fixture
-def files_copy(tmp_path, monkeypatch):
-    """Point the program at a copy of `files/` (the same path before and after a change: paths are inputs)."""
-    files = tmp_path / "files"
-    shutil.copytree(render.FILES, files)
-    monkeypatch.setenv(FILES_ENV, str(files))
-    return files
 
 
 def _append_comment(files, relative: str) -> None:

@@ -321,7 +321,11 @@ REFUSED = {
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
-    alter, expected = REFUSED[case]
+    assert_refused_before_any_resource(run_stack, *REFUSED[case])
+
+
+def assert_refused_before_any_resource(run_stack, alter, expected: str) -> None:
+    """Refused with a message naming the key and the fix, and nothing declared."""
     registered = []
     with pytest.raises(ConfigError) as caught:
         run_stack("dev", alter, declared=registered)
@@ -478,13 +482,7 @@ TOGETHER_REFUSED = {
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_REFUSED))
 def test_issue21_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
-    alter, expected = TOGETHER_REFUSED[case]
-    registered = []
-    with pytest.raises(ConfigError) as caught:
-        run_stack("dev", alter, declared=registered)
-    message = str(caught.value)
-    assert expected in message, message
-    assert "Fix:" in message and registered == []
+    assert_refused_before_any_resource(run_stack, *TOGETHER_REFUSED[case])
 
 
 TOGETHER_ACCEPTED = {
