@@ -29,7 +29,8 @@ from harness.command_ops import InitError, StepError, require_known
 from harness.state import Resource
 
 _SSH_SHIM = """#!/bin/bash
-# pi-ha-lb lab engine: the ssh the Docker SDK runs for ssh://, with the provider's declared sshOpts.
+# pi-ha-lb lab engine: the ssh the Docker SDK runs for ssh://, with the provider's declared sshOpts. Any
+# other ssh run in this process (the program's connectivity check, an invoke) is passed on untouched.
 set -eu
 dest=""
 prev=""
@@ -37,7 +38,11 @@ for arg in "$@"; do
     if [ "$prev" = "--" ]; then dest=$arg; break; fi
     prev=$arg
 done
-mapfile -t opts <"$(dirname "$0")/opts/$dest"
+opts_file="$(dirname "$0")/opts/$dest"
+if [[ " $* " != *" docker system dial-stdio "* ]] || [ ! -f "$opts_file" ]; then
+    exec /usr/bin/ssh "$@"
+fi
+mapfile -t opts <"$opts_file"
 exec /usr/bin/ssh "${opts[@]}" "$@"
 """
 

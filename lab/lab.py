@@ -260,7 +260,7 @@ class Lab:
         code, output = self.sh(name, inspect, check=False)
         if code == 0 and output.strip() == image.id:
             say(f"{name}: inner daemon already has {BASE_IMAGE}")
-            self.sh(name, f"docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}")
+            self._ensure_alias(name)
             return
         if self.sh(name, "docker info >/dev/null 2>&1", check=False, timeout=30)[0] != 0:
             raise LabError(f"{name}: no running Docker inside yet (the program's host preparation installs it)")
@@ -269,7 +269,12 @@ class Lab:
         code, inner_id = self.sh(name, inspect, check=False)
         if code != 0 or inner_id.strip() != image.id:
             raise LabError(f"{name}: `docker load` did not give the inner daemon {image.id}:\n{output}")
-        self.sh(name, f"docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}")
+        self._ensure_alias(name)
+
+    def _ensure_alias(self, name: str) -> None:
+        """The alias where it is missing; one a test moved to another image stays where it was put."""
+        alias = f"docker image inspect {BASE_IMAGE_ALIAS} >/dev/null 2>&1 || docker tag {BASE_IMAGE} {BASE_IMAGE_ALIAS}"
+        self.sh(name, alias)
 
     def vip_holders(self) -> list[str]:
         """Names of the running hosts whose eth0 carries the VIP (more than one means split brain).
