@@ -23,6 +23,11 @@ def files_root() -> Path:
     return Path(os.environ.get(FILES_ENV) or FILES)
 
 
+def vip_url(vip: object, port: int) -> str:
+    """Where the site is served: the VIP, with the frontend port unless it is HTTP's own."""
+    return f"http://{vip}/" if port == 80 else f"http://{vip}:{port}/"
+
+
 def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: Path, files: Path) -> dict[str, object]:
     """Declare every resource, rendering from the files root `files`; return the stack outputs."""
     cluster = settings.cluster
@@ -88,7 +93,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
     vip = cluster.vrrp.vip.ip
     port = cluster.haproxy.frontend_port
     return {
-        "vipUrl": f"http://{vip}/" if port == 80 else f"http://{vip}:{port}/",
+        "vipUrl": vip_url(vip, port),
         "servers": {h.name: str(h.address) for h in servers},
         "balancers": {h.name: str(h.address) for h in settings.balancers},
         "vrrpMaster": pair.master,

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(stack.host_preparation_targets(stack.declare(lab))))
             return 0
         elif args.command == "served":
-            say(f"served at {lab.vip_url} ({lab.wait_served()})")
+            say_served(lab)
         elif args.command == "config-set":
             stack.pulumi_config_set(lab)
         elif args.command in ("preview", "deploy", "destroy"):
@@ -95,11 +95,16 @@ def run_engine(lab: Lab, verb: str, profile: str, replace: list[str]) -> int:
             applied = stack.up(lab, profile, replace=replace)
             print(render(applied.plan, STACK, verb="Updated"))
             print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
-            say(f"served at {lab.vip_url} ({lab.wait_served()})")
+            say_served(lab)
     except (StepError, ConfigError) as error:
         print(f"lab: {verb} failed: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def say_served(lab: Lab) -> None:
+    """Wait (bounded) until a page comes through the VIP, then say where the site is served."""
+    say(f"served at {lab.vip_url} ({lab.wait_served()})")
 
 
 def vip_verdict(lab: Lab, rows: list[HostStatus]) -> tuple[str, bool]:

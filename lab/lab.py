@@ -22,6 +22,7 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
+from components.cluster import vip_url
 from components.settings import Host
 from harness.state import Checkpoint, hosts_of
 from lab.engine import Engine
@@ -175,7 +176,7 @@ class Lab:
         """A host that left the stack file keeps running while the stack still has resources on it, so that
         a deploy deletes them over its old connection, as `pulumi up` does with a Pi that leaves the stack;
         once the stack holds nothing on it, it is removed with its disk (a Pi unplugged and wiped)."""
-        applied = {address for r in self._stack_resources() for address in hosts_of(r)}
+        applied = self._addresses_in_stacks()
         for name, address in self._hosts.departed(self.inventory).items():
             if address in applied:
                 say(
@@ -185,10 +186,10 @@ class Lab:
             else:
                 self._hosts.remove(name)
 
-    def _stack_resources(self) -> list:
-        """Every resource the lab engine's stacks hold."""
+    def _addresses_in_stacks(self) -> set[str]:
+        """The hosts the lab engine's stacks hold resources on (their connections and providers)."""
         checkpoints = [Checkpoint.load(d / "state.json") for d in self.stacks_dir.glob("*") if d.is_dir()]
-        return [resource for checkpoint in checkpoints for resource in checkpoint.resources]
+        return {address for c in checkpoints for resource in c.resources for address in hosts_of(resource)}
 
     def _forget_stacks_of_old_hosts(self, created: list[str]) -> None:
         """New hosts make the lab engine's stack state describe machines that are gone (this machine restarted,
@@ -197,7 +198,7 @@ class Lab:
         stacks = self.stacks_dir
         if not created or not stacks.exists() or not any(stacks.iterdir()):
             return
-        applied = {address for r in self._stack_resources() for address in hosts_of(r)}
+        applied = self._addresses_in_stacks()
         created = [name for name in created if str(self.host(name).address) in applied]  # not a host just added
         if not created:
             return
@@ -317,8 +318,8 @@ class Lab:
 
     @property
     def vip_url(self) -> str:
-        port = self.frontend_port
-        return f"http://{self.vip.ip}/" if port == 80 else f"http://{self.vip.ip}:{port}/"
+        """The program's own `vipUrl` for this lab's settings."""
+        return vip_url(self.vip.ip, self.frontend_port)
 
     def wait_served(self, timeout: float = SERVED_TIMEOUT_S) -> str:
         """Wait, bounded, until a page comes through the VIP (keepalived elects its MASTER after the apply:
