@@ -28,7 +28,7 @@ from bench.changes import CHANGE_SCENARIOS, CHANGE_WINDOW_S, CHANGES, TAIL_S  # 
 from bench.report import plot, write_table  # noqa: E402
 from bench.runs import FAULT_AT_S, OUT, RATE, TIMEOUT_S, Run, Scenario, quiet, run_stack  # noqa: E402
 from drills import faults, stack  # noqa: E402
-from drills.load import Load  # noqa: E402
+from drills.load import Load, Recording  # noqa: E402
 from drills.observe import get_vip  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
@@ -138,6 +138,15 @@ SCENARIOS = {
             _on_master(lambda lab, name: lab.start_host(name)),
         ),
         Scenario(
+            "host-crash-browser",
+            "MASTER host killed (power cut), a client that waits 3 s per request as a browser does",
+            35,
+            _on_master(lambda lab, name: lab.container(name).kill()),
+            _on_master(lambda lab, name: lab.start_host(name)),
+            profiles=("tuned",),
+            timeout_s=3.0,
+        ),
+        Scenario(
             "server-kill",
             "one server container killed",
             15,
@@ -172,7 +181,7 @@ def healthy(lab: Lab) -> None:
 def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
     healthy(lab)
     window = CHANGE_WINDOW_S if scenario.change else scenario.window_s
-    load = Load.through_vip(lab, RATE, window, timeout=TIMEOUT_S).start()
+    load = Load.through_vip(lab, RATE, window, timeout=scenario.timeout_s).start()
     run = Run(profile, scenario.name, number, FAULT_AT_S, load.recording)
     time.sleep(max(0.0, FAULT_AT_S - load.elapsed()))
     if scenario.change:
@@ -187,7 +196,18 @@ def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
         run.restore_at_s = round(load.elapsed(), 3)
         scenario.restore(lab, run)
     load.join()
+    if scenario.timeout_s > TIMEOUT_S:
+        run.notes.append(stalls(load.recording))
     return run
+
+
+def stalls(recording: Recording) -> str:
+    """What a request sent into a takeover costs a patient client: its SYN went to a MAC nobody answers
+    from, and the kernel sends it again after its initial retransmission timeout (1 s on Linux)."""
+    slow = sorted(s.latency for s in recording.samples if s.ok and s.latency >= 0.5)
+    if not slow:
+        return "no request took 0.5 s or more"
+    return f"{len(slow)} requests took 0.5 s or more (all answered: {slow[0]:.3f}–{slow[-1]:.3f} s)"
 
 
 def throughput(lab: Lab) -> dict:

@@ -71,6 +71,7 @@ class Scenario:
     restore_after_s: float = 8.0
     profiles: tuple = ("paper", "tuned")
     change: bool = False  # an apply: the window lasts until it is done, then TAIL_S more
+    timeout_s: float = TIMEOUT_S  # per request; a longer one shows what a patient client (a browser) sees
 
 
 def run_stack(profile: str):

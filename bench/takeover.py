@@ -5,7 +5,8 @@ through the VIP every PROBE_INTERVAL_S (new connection, 1 s timeout), HAProxy ki
 Docker's restart policy paused, and these instants, all on the one kernel clock the lab hosts share:
 
 - `killed`: the bench issued the kill (docker exec on the MASTER);
-- `haproxy died`: Docker's `die` event for the container (the MASTER's daemon, nanoseconds);
+- `haproxy died`: containerd's exit time of HAProxy's process, which the events watcher logs
+  (`exited_at`, nanoseconds); with the paper's script tracking, Docker's `die` event, ~30 ms later;
 - `track file`: the events watcher's journal line after it wrote 0 (`pihalb-haproxy-watch`);
 - `keepalived left MASTER`: keepalived's journal, `Entering FAULT STATE` (weight 0) or `BACKUP`;
 - `advert released`: on the lab bridge, the MASTER's first advert after the kill with another priority
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,19 +86,39 @@ def bridge(lab: Lab) -> str:
     return f"br-{network_id[:12]}"
 
 
-def journal_times(lab: Lab, host: str, since: float, pattern: str, *selectors: str) -> list[float]:
-    """Wall times (s) of the journal entries of `host` since `since` whose message matches `pattern`."""
+def journal_matches(lab: Lab, host: str, since: float, pattern: str, *selectors: str) -> list[tuple[float, re.Match]]:
+    """(wall time s, match) of the journal entries of `host` since `since` whose message matches `pattern`."""
     command = f"journalctl --no-pager -o json --since @{since:.6f} " + " ".join(selectors)
     output = lab.sh(host, command, check=False)[1]
-    times = []
+    found = []
     for line in output.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if re.search(pattern, str(entry.get("MESSAGE", ""))):
-            times.append(int(entry["__REALTIME_TIMESTAMP"]) / 1e6)
-    return sorted(times)
+        if match := re.search(pattern, str(entry.get("MESSAGE", ""))):
+            found.append((int(entry["__REALTIME_TIMESTAMP"]) / 1e6, match))
+    return sorted(found, key=lambda found: found[0])
+
+
+def journal_times(lab: Lab, host: str, since: float, pattern: str, *selectors: str) -> list[float]:
+    """Wall times (s) of the journal entries of `host` since `since` whose message matches `pattern`."""
+    return [t for t, _ in journal_matches(lab, host, since, pattern, *selectors)]
+
+
+def exit_times(lab: Lab, host: str, since: float) -> list[float]:
+    """When HAProxy's process exited, by containerd's clock: the watcher logs its exit event's `exited_at`
+    (RFC 3339, nanoseconds) ~30 ms before Docker's die event. None with the paper's script tracking."""
+    found = journal_matches(lab, host, since, EXITED_AT, "-u", "pihalb-haproxy-watch")
+    return sorted(exited_at(m) for _, m in found)
+
+
+EXITED_AT = r"exited_at (\S+?)\.(\d+)Z"
+
+
+def exited_at(match: re.Match) -> float:
+    """Epoch seconds of containerd's `exited_at` (whole seconds and a fraction of up to nine digits)."""
+    return datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp() + float("0." + match[2])
 
 
 def die_time(lab: Lab, host: str, since: float, until: float) -> float | None:
@@ -128,7 +150,9 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
     recording = load.join()
     ended = time.time()
     since = killed - 1
-    died = die_time(lab, master.name, since, ended)
+    # The death: containerd's exit time when the events watcher logged it, else Docker's die event
+    # (the paper's script tracking), which dockerd emits after tearing the container down.
+    died = first(exit_times(lab, master.name, since), killed) or die_time(lab, master.name, since, ended)
     packets = capture.read_bytes()[capture_from:].decode(errors="replace").splitlines()
     adverts = adverts_in(packets)
     steady = [prio for t, src, prio in adverts if src == str(master.address) and t < killed]
@@ -215,7 +239,8 @@ def write_table(out: Path) -> None:
     note = (
         "\nMedian time of each stage since the kill was issued, and (+) its increment over the stage before: "
         "the next millisecond to remove is the largest increment. VIP unavailable: from HAProxy's death "
-        "(Docker's die event) to the answer of the first probe sent after it. "
+        "(containerd's exit time; Docker's die event without the watcher) to the answer of the first probe "
+        "sent after it. "
         "Command: `bench/takeover --stack STACK --runs N`.\n"
     )
     (out / "takeover.md").write_text("\n".join(rows) + "\n" + note)
@@ -240,39 +265,12 @@ def plot(summary: dict, path: Path, title: str) -> None:
         ax.barh([0], [max(0.0, value - previous) * 1000], left=[previous * 1000], color=f"C{i}", label=stage)
         previous = max(previous, value)
     ax.set_yticks([])
-    ax.set_xlabel("ms since HAProxy died (Docker's die event; median per stage)")
+    ax.set_xlabel("ms since HAProxy died (containerd's exit time; median per stage)")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
-
-
-def soak(lab: Lab, stack_name: str, seconds: float) -> dict:
-    """Steady load through the VIP for `seconds`, no fault: keepalived must not change state anywhere
-    (no flapping at this advert interval), the VIP must have one holder throughout, and nothing fail."""
-    faults.undo_all(lab)
-    stack.wait_serving(lab)
-    started = time.time()
-    recording = Load.through_vip(lab, 100, seconds, timeout=1.0).start().join()
-    transitions = {
-        b.name: len(journal_times(lab, b.name, started, r"Entering \w+ STATE", "-u", "keepalived"))
-        for b in lab.balancers
-    }
-    holders = sorted({holder for _, holder in recording.vip})
-    result = {
-        "stack": stack_name,
-        "seconds": seconds,
-        "rate_per_s": 100,
-        "requests": len(recording.samples),
-        "failed": len(recording.failed),
-        "keepalived_transitions": transitions,
-        "vip_holders_seen": holders,
-        "vip_samples": len(recording.vip),
-        "command": f"bench/takeover --stack {stack_name} --runs 0 --soak {seconds:g}",
-    }
-    (OUT / f"soak-{stack_name}.json").write_text(json.dumps(result, indent=1))
-    return result
 
 
 def measure(lab: Lab, stack_name: str, runs: int) -> dict | None:
@@ -314,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/takeover", description=__doc__)
     parser.add_argument("--stack", default="dev-tuned")
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--soak", type=float, default=0.0, help="then SECONDS of steady load: any VRRP flapping?")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     lab = Lab.from_stack()
@@ -324,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = measure(lab, args.stack, args.runs)
     if summary:
         print("takeover: " + json.dumps(summary), flush=True)
-    if args.soak:
-        print("takeover: soak " + json.dumps(soak(lab, args.stack, args.soak)), flush=True)
     return 0
 
 

@@ -312,6 +312,11 @@ class Lab:
         say(f"{name}: power cut")
         self.container(name).kill()
 
+    def power_on(self, name: str) -> None:
+        """Power comes back to host `name`: it boots, and nobody waits for it (`start_host` does)."""
+        say(f"{name}: power on")
+        self.container(name).start()
+
     def start_host(self, name: str) -> None:
         """Boot host `name` again and wait until systemd and SSH answer."""
         self._hosts.start(self.host(name))

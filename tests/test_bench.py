@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from bench.takeover import adverts_in, gratuitous_arps
+from bench.takeover import EXITED_AT, adverts_in, exited_at, gratuitous_arps
 from drills.load import Recording, Sample
 
 pytestmark = pytest.mark.unit
@@ -34,6 +36,13 @@ def test_only_the_vips_own_announcement_counts_as_gratuitous_arp():
     assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:16") == [1764357001.2003]
     assert gratuitous_arps(CAPTURE, "172.30.42.240", "02:42:ac:1e:2a:15") == []  # not from the BACKUP
     assert gratuitous_arps(CAPTURE, "172.30.42.241", "02:42:ac:1e:2a:16") == []
+
+
+def test_haproxys_death_is_read_from_containerds_exit_time():
+    """The watcher's journal line carries containerd's `exited_at`; nanoseconds survive to microseconds."""
+    line = "track file 0 (exit, exited_at 2026-12-07T15:34:23.760320868Z)"
+    assert exited_at(re.search(EXITED_AT, line)) == pytest.approx(1796657663.760320868, abs=1e-6)
+    assert re.search(EXITED_AT, "track file 0 (die )") is None
 
 
 def _recording(failures: list[tuple[float, str]]) -> Recording:
