@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components import render
+from components import names
 from components.remote import CHECK_TIMEOUT_S, RUN_SCRIPT_FROM_STDIN, RUN_SCRIPT_WITH_RUN_ID, run_script_from_stdin
 from harness.plan import make_plan
 from harness.program import Program, computed
@@ -170,7 +170,7 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
             assert 'script "/usr/bin/killall -0 haproxy"' in conf
             assert f"interval {track['interval']}" in conf and "track_script {" in conf
         else:
-            assert f"file {render.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
+            assert f"file {names.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
         assert f"weight {track['weight']}" in conf
         assert (f"auth_pass {VRRP_PASSWORD}" in conf) == (cluster["vrrp"]["version"] == 2)
     assert states == {"MASTER": 101, "BACKUP": 100}
