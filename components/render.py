@@ -19,6 +19,7 @@ import jinja2
 
 from components import names
 from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
+from components.tracking import track_kind
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
@@ -215,6 +216,7 @@ class Renderer:
                 vrrp=vrrp,
                 # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
                 advert_int=int(advert) if advert == int(advert) else repr(advert),
+                track_block=track_kind(vrrp.track.kind).block,
                 track_file=names.HAPROXY_TRACK_FILE,
                 handover_file=names.VRRP_HANDOVER_FILE,
                 notify=names.KEEPALIVED_NOTIFY,
@@ -288,6 +290,14 @@ class Renderer:
 
     def haproxy_watch_delete_script(self) -> str:
         return self.script("haproxy-watch-delete.sh", UNIT=names.HAPROXY_WATCH_UNIT)
+
+    def track_step(self, step: str) -> tuple[str, str]:
+        """A tracking step of components/tracking.py TRACK_KINDS: its script and its delete script."""
+        steps = {"haproxy-watch": (self.haproxy_watch_script, self.haproxy_watch_delete_script)}
+        if step not in steps:
+            raise ValueError(f"no host script for the tracking step {step!r} (components/render.py track_step)")
+        script, delete = steps[step]
+        return script(), delete()
 
     def keepalived_script(self, cluster: Cluster, config: str, pause_for_peer: bool) -> str:
         """`pause_for_peer` on the BACKUP, whose step runs first: stopped if its config changes, until the
