@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from components import names
+from components.debian import HAPROXY_RUNTIME_PACKAGES
 from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
 from components.tracking import track_kind
 
@@ -104,6 +105,7 @@ def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
             "HAPROXY_SHA256": src.sha256,
             "HAPROXY_UID": str(names.HAPROXY_UID),
             "HAPROXY_GID": str(names.HAPROXY_GID),
+            "HAPROXY_RUNTIME_PACKAGES": " ".join(HAPROXY_RUNTIME_PACKAGES),
         }
     return args
 

@@ -19,6 +19,8 @@ import pulumi
 import pulumi.runtime.config as runtime_config
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
+from components.debian import DEBIAN_BASE_IMAGE
+
 # F401: names imported only so that callers keep importing them from here, where they used to live.
 from components.fields import (
     CLUSTER_KEY,
@@ -284,7 +286,7 @@ class Cluster(StrictModel):
     """The whole `pihalb:cluster` object of a stack."""
 
     platform: Literal[tuple(PLATFORM_ARCH)] = "linux/arm64"
-    base_image: ImageRef = Field(default="debian:bookworm-slim", alias="baseImage")
+    base_image: ImageRef = Field(default=DEBIAN_BASE_IMAGE, alias="baseImage")
     ssh: SshDefaults = SshDefaults()
     hosts: list[Host]
     vrrp: Vrrp

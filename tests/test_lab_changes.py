@@ -26,6 +26,7 @@ import pytest
 
 from bench.sweep import Change, sweep
 from components import names, render
+from components.debian import HAPROXY_PINNED_VERSION
 from components.settings import Settings, parse_cluster
 from drills import maintenance, stack
 from drills.load import Load, Recording
@@ -213,7 +214,7 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     """Pinning the version Debian serves here: a new build argument, so new images and containers. HAProxy
     is compiled again on both balancers (8 min on the lab), so CI leaves it out (`scripts/test -m slow`);
     the base-image test below rolls the balancers the same way with its builds cached."""
-    changes.values["haproxy.source.version"] = "2.6.12-1+deb12u3"
+    changes.values["haproxy.source.version"] = HAPROXY_PINNED_VERSION
     applied, recording = changes.apply_under_load()
     assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave") | on_balancers(
         lab, "container", kind="replace"
