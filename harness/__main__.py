@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             engine.destroy()
             print(f"destroyed: the checkpoint of {args.stack} holds no resources")
             return 0
-        declared = program.run(args.stack, backend.config(args.stack), program.SECRET_CONFIG_KEYS)
+        declared = program.run(args.stack, backend.config(args.stack))
         if args.verb == "preview":
             print(render(engine.preview(declared, args.replace), args.stack))
             return 0

@@ -118,7 +118,7 @@ def programs(stack_config, files_copy):
         config = stack_config(profile)
         if alter:
             alter(config)
-        return program.run("dev", config, program.SECRET_CONFIG_KEYS, invoke=canned_invoke)
+        return program.run("dev", config, files_copy, invoke=canned_invoke)
 
     def capture(change: str):
         before_profile, after_profile, alter, files_change = CHANGES[change]

@@ -314,9 +314,12 @@ def test_nothing_changed_plans_no_step(run_stack, stack):
 
 
 def test_a_changed_haproxy_template_updates_the_config_steps_in_place(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "templates/haproxy.cfg.j2")
-    assert planned(before, run_stack("dev")) == {"lb1-haproxy-config": "update", "lb2-haproxy-config": "update"}
+    assert planned(before, run_stack("dev", files=files_copy)) == {
+        "lb1-haproxy-config": "update",
+        "lb2-haproxy-config": "update",
+    }
 
 
 def test_a_changed_keepalived_value_updates_keepalived_resumes_the_backup_and_deletes_nothing(run_stack):
@@ -332,9 +335,9 @@ def test_a_changed_keepalived_value_updates_keepalived_resumes_the_backup_and_de
 
 
 def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "nginx/Dockerfile")
-    changes = planned(before, run_stack("dev"))
+    changes = planned(before, run_stack("dev", files=files_copy))
     servers = [h["name"] for h in hosts(before, "server")]
     rolling = {f"{s}-nginx-drain-on-{lb}": "update" for s in servers for lb in ("lb1", "lb2")}
     rolling |= {f"{s}-nginx-ready-on-{lb}": "replace" for s in servers for lb in ("lb1", "lb2")}  # new container
@@ -418,9 +421,9 @@ def test_the_backups_keepalived_waits_stopped_until_the_master_has_reloaded(prog
 
 
 def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "haproxy/Dockerfile")
-    changes = planned(before, run_stack("dev"))
+    changes = planned(before, run_stack("dev", files=files_copy))
     steps = ("image", "image-prune", "leave")
     rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in steps}
     rejoins = {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}  # after its leave, a new container
@@ -431,7 +434,7 @@ def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(ru
 
 
 def test_a_page_change_rewrites_the_page_and_leaves_the_container(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "templates/index.html.j2")
     servers = [h["name"] for h in hosts(before, "server")]
-    assert planned(before, run_stack("dev")) == {f"{s}-nginx-page": "update" for s in servers}
+    assert planned(before, run_stack("dev", files=files_copy)) == {f"{s}-nginx-page": "update" for s in servers}

@@ -82,7 +82,7 @@ def run_stack(stack_config):
         prefix = f"{CONFIG_NAMESPACE}:"
         keys = {k.removeprefix(prefix): k in harness.SECRET_CONFIG_KEYS for k in config if k.startswith(prefix)}
         load(get, get, keys)
-        return harness.run(stack, config, harness.SECRET_CONFIG_KEYS, invoke=canned_invoke)
+        return harness.run(stack, config, invoke=canned_invoke)
 
     return run_or_refuse
 

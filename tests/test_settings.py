@@ -500,7 +500,7 @@ def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_se
     registered = []
     held_as_secrets = [name for name in program.SECRET_CONFIG_KEYS if name != f"pihalb:{key}"]
     with pytest.raises(ConfigError) as caught:
-        program.run("dev", stack_config("dev"), held_as_secrets, declared=registered)
+        program.run("dev", stack_config("dev"), secret_keys=held_as_secrets, declared=registered)
     assert str(caught.value).startswith(f"pihalb:{key}: set as a plain value")
     assert f"Fix: run `{settings.SET_SECRET[key]}`" in str(caught.value)
     assert settings.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
