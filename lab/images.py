@@ -13,7 +13,7 @@ from docker.models.images import Image
 
 from components.debian import DEBIAN_BASE_IMAGE, DEBIAN_MIRROR, DEBIAN_RELEASE
 from components.render import sha256, tree_hash
-from lab.engine import Engine, ensure_command, run
+from lab.docker_engine import DockerEngine, ensure_command, run
 from lab.inventory import LABEL_LAB
 from lab.output import LabError, first_line, say
 
@@ -29,7 +29,7 @@ LABEL_IMPORTED_BASE = "pihalb-lab.imported-base"
 
 
 class Images:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: DockerEngine):
         self.engine = engine
 
     @property

@@ -25,7 +25,7 @@ from docker.models.containers import Container
 from components.cluster import vip_url
 from components.settings import Host
 from harness.state import Checkpoint, hosts_of
-from lab.engine import Engine
+from lab.docker_engine import DockerEngine
 from lab.hosts import Hosts
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
 from lab.inventory import STACK, Inventory, container_name
@@ -57,7 +57,7 @@ class Lab:
         self.root = root
         self.inventory = inventory
         self.state_dir = root / "lab" / ".state"
-        self.engine = Engine()
+        self.engine = DockerEngine()
         self.keys = Keys(self.state_dir, inventory)
         self.images = Images(self.engine)
         self.shell = Shell(self.engine, inventory)
