@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pulumi
 
+from components.fields import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY, VRRP_PASSWORD_KEY
 from components.haproxy_balancer import HaproxyBalancer, HaproxyBalancerArgs
 from components.host import HostPreparation, HostPreparationArgs
 from components.keepalived_pair import KeepalivedPair, KeepalivedPairArgs
 from components.nginx_backend import NginxBackend, NginxBackendArgs
 from components.render import Renderer
-from components.settings import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY, VRRP_PASSWORD_KEY, Settings
+from components.settings import Settings
 
 
 def vip_url(vip: object, port: int) -> str:

@@ -20,19 +20,10 @@ import pulumi.runtime.config as runtime_config
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
 from components.debian import DEBIAN_BASE_IMAGE
-
-# F401: names imported only so that callers keep importing them from here, where they used to live.
 from components.fields import (
     CLUSTER_KEY,
     CONFIG_NAMESPACE,
-    HAPROXY_MAX_TIMER_MS,  # noqa: F401
     HOST_KEYS_KEY,
-    HOST_NAME,  # noqa: F401
-    RETRY_ON_KEYWORDS,  # noqa: F401
-    SET_SECRET,  # noqa: F401
-    SSH_PRIVATE_KEY_KEY,  # noqa: F401
-    STATS_PASSWORD_KEY,  # noqa: F401
-    VRRP_PASSWORD_KEY,  # noqa: F401
     AdvertInterval,
     ConfigError,
     DebianVersion,
@@ -55,8 +46,8 @@ from components.fields import (
     int_range,
     widest_lan_prefix,
 )
-from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
-from components.secrets import SECRET_KEYS, Secrets, check_held_as_secrets, check_secret  # noqa: F401
+from components.keys import HOST_KEYS
+from components.secrets import SECRET_KEYS, check_held_as_secrets, check_secret
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.settings import (
+from components.fields import (
     CONFIG_NAMESPACE,
     HOST_KEYS_KEY,
     SSH_PRIVATE_KEY_KEY,

@@ -335,7 +335,7 @@ def test_health_check_path_with_quote_and_dollar_passes_haproxy(run_stack, tmp_p
 
 def test_daemon_limits_are_the_settings_limits(run_stack):
     """The largest timer, every retry-on keyword: accepted by the settings and by haproxy itself."""
-    from components.settings import HAPROXY_MAX_TIMER_MS, RETRY_ON_KEYWORDS
+    from components.fields import HAPROXY_MAX_TIMER_MS, RETRY_ON_KEYWORDS
 
     def alter(config):
         config["pihalb:cluster"]["haproxy"].update(

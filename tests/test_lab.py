@@ -19,6 +19,7 @@ from drills import faults, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, servers_seen_by, wait_until
 from harness.command_ops import StepError
+from lab.inventory import HOST_USER
 from lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -119,7 +120,7 @@ def test_rejoin_gives_the_vip_priority_back_only_to_a_healthy_haproxy(deployed, 
     rejoin = Renderer(render.FILES).balancer_rejoin_script()
     rejoin = rejoin.replace(f"HEALTHY_TIMEOUT_S={render.READY_TIMEOUT_S}\n", "HEALTHY_TIMEOUT_S=3\n")
     handover = f"cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0"
-    run_rejoin = f"sudo -u {lab.ssh_user} bash -s <<'REJOIN'\n{rejoin}\nREJOIN"
+    run_rejoin = f"sudo -u {HOST_USER} bash -s <<'REJOIN'\n{rejoin}\nREJOIN"
     lab.sh(backup, f"echo 1 > {names.VRRP_HANDOVER_FILE} && docker stop {names.HAPROXY_CONTAINER}")
     try:
         code, output = lab.sh(backup, run_rejoin, check=False)

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components import render
-from components.settings import BALANCE_ALGORITHMS, CONFIG_NAMESPACE, RETRY_ON_KEYWORDS, ConfigError, load
+from components.fields import RETRY_ON_KEYWORDS
+from components.settings import BALANCE_ALGORITHMS, CONFIG_NAMESPACE, ConfigError, load
 from harness import program as harness
 
 from .conftest import canned_invoke

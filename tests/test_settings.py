@@ -6,8 +6,9 @@ import warnings
 
 import pulumi
 import pytest
+from pydantic import ValidationError
 
-from components import settings
+from components import fields, secrets, settings
 from components.settings import ConfigError
 from harness import program
 
@@ -347,7 +348,7 @@ ACCEPTED = {
     "largest timer": _set("haproxy.timeouts.serverMs", 2_147_483_647),
     "advert 0.01 s with v3": _vrrp(version=3, advertInterval=0.01),
     "advert 40.95 s with v3": _vrrp(version=3, advertInterval=40.95),
-    "every retry-on keyword": _set("haproxy.retryOn", " ".join(k for k in settings.RETRY_ON_KEYWORDS if k != "none")),
+    "every retry-on keyword": _set("haproxy.retryOn", " ".join(k for k in fields.RETRY_ON_KEYWORDS if k != "none")),
     "user with '_' and '-'": _set("ssh.user", "_deploy-user1"),
 }
 
@@ -371,9 +372,27 @@ def test_secret_errors_never_repeat_the_secret(run_stack):
     assert "short#1" not in str(caught.value) and "pihalb:statsPassword" in str(caught.value)
 
 
-def test_secret_rules_come_from_one_table():
-    assert settings.SECRET_KEYS == ("sshPrivateKey", "vrrpPassword", "statsPassword")
-    assert set(settings.SECRET_KEYS) == {f.alias for f in settings.Secrets.model_fields.values()}
+@pytest.mark.parametrize("key", ["sshPrivateKey", "vrrpPassword", "statsPassword"])
+def test_secret_rules_come_from_one_table(key, ssh_private_key):
+    """Each secret the program reads is checked by the rule `Secrets` declares for it, and by no other: the
+    same values are accepted and refused by the table's model and by `check_secret`, and the program marks
+    the key secret and says how to set it."""
+    good = {"sshPrivateKey": ssh_private_key, "vrrpPassword": "vr5ecret", "statsPassword": STATS_PASSWORD}
+    samples = [good[key], "x", "12345678", "a${b}", "has space", "é" * 9, "-----BEGIN OPENSSH PRIVATE KEY-----"]
+    for value in samples:
+        try:
+            secrets.Secrets.model_validate(good | {key: value})
+            by_table = True
+        except ValidationError:
+            by_table = False
+        try:
+            settings.check_secret(key, value)
+            by_check = True
+        except ConfigError:
+            by_check = False
+        assert by_table == by_check, (key, value)
+    assert f"{settings.CONFIG_NAMESPACE}:{key}" in program.SECRET_CONFIG_KEYS
+    assert fields.SET_SECRET[key].startswith(f"pulumi config set --secret {settings.CONFIG_NAMESPACE}:{key} ")
 
 
 # ---- issue 21: values each valid alone, refused together (or with the hosts), naming the keys ---------
@@ -502,8 +521,8 @@ def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_se
     with pytest.raises(ConfigError) as caught:
         program.run("dev", stack_config("dev"), secret_keys=held_as_secrets, declared=registered)
     assert str(caught.value).startswith(f"pihalb:{key}: set as a plain value")
-    assert f"Fix: run `{settings.SET_SECRET[key]}`" in str(caught.value)
-    assert settings.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
+    assert f"Fix: run `{fields.SET_SECRET[key]}`" in str(caught.value)
+    assert fields.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
     assert registered == []
 
 
