@@ -289,7 +289,7 @@ def test_dockerfiles_name_their_base_as_a_build_arg():
     assert "USER haproxy" in (render.FILES / "haproxy" / "Dockerfile").read_text()
 
 
-# ---- issue 12: accepted values reach the daemons as written ------------------------------------------
+# ---- accepted values reach the daemons as written ------------------------------------------
 
 
 def _stats_password(value):

@@ -16,7 +16,7 @@ import pytest
 from harness import rules
 from harness.command_ops import InitError
 from harness.engine import Engine, Stopped
-from harness.plan import make_plan, render, resource_of
+from harness.plan import make_plan, preview_text, resource_of
 from harness.program import Declared, Program
 from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint
 
@@ -328,7 +328,7 @@ def test_preview_prints_pulumi_like_lines_and_touches_nothing(tmp_path):
     program = Program(
         "t", [command("a", "v2", delete="undo"), command("new"), provider(), container("web", "img:2")], {}
     )
-    text = render(eng.preview(program), "t")
+    text = preview_text(eng.preview(program), "t")
     assert recorder.calls == [] and (tmp_path / "state.json").read_text() == before
     assert " ~   command:remote:Command" in text and "[diff: ~stdin]" in text
     assert " +-  docker:index/container:Container" in text and "replace: image; delete before replace" in text

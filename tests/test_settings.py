@@ -165,7 +165,7 @@ def test_every_problem_of_a_model_is_reported_at_once(run_stack):
     assert "pihalb:cluster.haproxy.frontendPort" in str(caught.value)
 
 
-# ---- issue 12: every accepted value reaches its daemon as written; every other one is refused ----------
+# ---- every accepted value reaches its daemon as written; every other one is refused ----------
 
 
 def _keys():
@@ -321,7 +321,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
+def test_bad_value_is_refused_before_any_resource(run_stack, case):
     assert_refused_before_any_resource(run_stack, *REFUSED[case])
 
 
@@ -354,7 +354,7 @@ ACCEPTED = {
 
 
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
-def test_issue12_good_value_is_accepted(run_stack, case):
+def test_good_value_is_accepted(run_stack, case):
     assert run_stack("dev", ACCEPTED[case]).resources
 
 
@@ -395,7 +395,7 @@ def test_secret_rules_come_from_one_table(key, ssh_private_key):
     assert fields.SET_SECRET[key].startswith(f"pulumi config set --secret {settings.CONFIG_NAMESPACE}:{key} ")
 
 
-# ---- issue 21: values each valid alone, refused together (or with the hosts), naming the keys ---------
+# ---- values each valid alone, refused together (or with the hosts), naming the keys ---------
 
 
 def _both(*alters):
@@ -500,7 +500,7 @@ TOGETHER_REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_REFUSED))
-def test_issue21_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
+def test_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
     assert_refused_before_any_resource(run_stack, *TOGETHER_REFUSED[case])
 
 
@@ -514,7 +514,7 @@ TOGETHER_ACCEPTED = {
 
 
 @pytest.mark.parametrize("key", settings.SECRET_KEYS)
-def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
+def test_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
     """`pulumi config set` without --secret: the value would be in plain text in the stack file and state."""
     registered = []
     held_as_secrets = [name for name in program.SECRET_CONFIG_KEYS if name != f"pihalb:{key}"]
@@ -526,7 +526,7 @@ def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_se
     assert registered == []
 
 
-def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
+def test_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
     """A real `pulumi up`: the Python language host puts every config key in PULUMI_CONFIG and the secret
     ones in PULUMI_CONFIG_SECRET_KEYS, then hands both to set_all_config (pulumi-language-python-exec)."""
     import json
@@ -546,7 +546,7 @@ def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_the
         pulumi.runtime.set_all_config({}, [])
 
 
-def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
+def test_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
     """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
     from lab import stack as lab_stack
 
@@ -566,5 +566,5 @@ def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatc
 
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_ACCEPTED))
-def test_issue21_values_that_work_together_are_accepted(run_stack, case):
+def test_values_that_work_together_are_accepted(run_stack, case):
     assert run_stack("dev", TOGETHER_ACCEPTED[case]).resources
