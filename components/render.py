@@ -151,11 +151,6 @@ def _server(server: str) -> dict[str, str]:
     }
 
 
-def _vrrp_hook() -> dict[str, str]:
-    """Where keepalived.sh installs its notify hook, and what the hook writes (ops status reads both)."""
-    return {"NOTIFY": names.KEEPALIVED_NOTIFY, "STATE_FILE": names.VRRP_STATE_FILE, "LOG_TAG": names.VRRP_LOG_TAG}
-
-
 @dataclass(frozen=True)
 class Renderer:
     """Renders from one files root (templates, scripts, Dockerfiles): the project's `files/`, or a copy a
@@ -311,7 +306,9 @@ class Renderer:
             INTERFACE=cluster.vrrp.interface,
             VIP=str(cluster.vrrp.vip.ip),
             PEER_TAKEOVER_S=f"{peer_takeover_s(cluster):g}",
-            **_vrrp_hook(),
+            NOTIFY=names.KEEPALIVED_NOTIFY,  # the hook it installs, which writes STATE_FILE (read by ops status)
+            STATE_FILE=names.VRRP_STATE_FILE,
+            LOG_TAG=names.VRRP_LOG_TAG,
         )
 
     def keepalived_resume_script(self) -> str:
