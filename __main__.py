@@ -1,17 +1,27 @@
 """pi-ha-lb: wiring only. Settings are validated before any resource is declared."""
 
+from pathlib import Path
+
 import pulumi
 
-from components.cluster import deploy, files_root
+from components.cluster import deploy
 from components.host import local_ssh_dir
+from components.render import FILES
 from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, check_secret, load, running_stack_keys
 
-config = pulumi.Config(CONFIG_NAMESPACE)
-settings = load(config.get_object, config.get, running_stack_keys())
-# Each secret as its rule returns it (an SSH key in the form OpenSSH loads), still a Pulumi secret.
-secrets = {
-    key: config.require_secret(key).apply(lambda value, key=key: check_secret(key, value)) for key in SECRET_KEYS
-}
-outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files_root())
-for key, value in outputs.items():
-    pulumi.export(key, value)
+
+def main(files: Path = FILES) -> None:
+    """Declare the stack, rendering from the files root `files` (the lab engine passes a changed copy)."""
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    settings = load(config.get_object, config.get, running_stack_keys())
+    # Each secret as its rule returns it (an SSH key in the form OpenSSH loads), still a Pulumi secret.
+    secrets = {
+        key: config.require_secret(key).apply(lambda value, key=key: check_secret(key, value)) for key in SECRET_KEYS
+    }
+    outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files)
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+
+
+if __name__ == "__main__":  # as Pulumi runs the program
+    main()

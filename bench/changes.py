@@ -6,10 +6,10 @@ import shutil
 from collections.abc import Callable
 
 from bench.runs import OUT, ROOT, Run, Scenario, quiet, run_stack
+from components.debian import HAPROXY_PINNED_VERSION
 from drills import maintenance, stack
 from lab.lab import Lab
 
-HAPROXY_PINNED = "2.6.12-1+deb12u3"  # the one version this machine's mirror serves
 # the profile's own track weight, then another valid one (a keepalived.conf value changed and back)
 KEEPALIVED_WEIGHTS = {"paper": (2, 3), "tuned": (0, 2), "unicast": (0, 2)}
 
@@ -96,7 +96,7 @@ CHANGE_SCENARIOS = [
         (
             "change-haproxy-source",
             "change: HAProxy source version (pinned / newest)",
-            _change(lambda lab, run: CHANGES.toggle("haproxy.source.version", None, HAPROXY_PINNED)),
+            _change(lambda lab, run: CHANGES.toggle("haproxy.source.version", None, HAPROXY_PINNED_VERSION)),
         ),
         (
             "change-haproxy-cfg",

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import render  # noqa: E402
+from components import names  # noqa: E402
 from drills import stack  # noqa: E402
 from drills.observe import get_vip, servers_seen_by, wait_until  # noqa: E402
 from harness.engine import Stopped  # noqa: E402
@@ -109,7 +109,7 @@ def convergence(lab: Lab, change: Change) -> dict[str, bool]:
         ),
         "VIP on the MASTER": settled(f"the VIP on {master}", lambda: lab.vip_holders() == [master]),
         "no handover flag": all(
-            balancer_sh(b, f"cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0") == "0" for b in (master, backup)
+            balancer_sh(b, f"cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0") == "0" for b in (master, backup)
         ),
         "ops status healthy": settled("ops status", lambda: ops_status(change.profile) == 0),
         "preview empty": not stack.lab_stack.preview(lab, change.profile, change.alter, files=change.files).kinds(),

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.runs import OUT, quiet  # noqa: E402
-from components import render  # noqa: E402
+from components import names  # noqa: E402
 from drills import faults, stack  # noqa: E402
 from drills.load import Load  # noqa: E402
 from drills.observe import mac_address  # noqa: E402
@@ -123,7 +123,7 @@ def exited_at(match: re.Match) -> float:
 
 def die_time(lab: Lab, host: str, since: float, until: float) -> float | None:
     command = (
-        f"docker events --since {since:.6f} --until {until:.6f} --filter container={render.HAPROXY_CONTAINER}"
+        f"docker events --since {since:.6f} --until {until:.6f} --filter container={names.HAPROXY_CONTAINER}"
         " --filter event=die --format '{{.TimeNano}}'"
     )
     found = [int(x) / 1e9 for x in lab.sh(host, command, check=False)[1].split() if x.isdigit()]
@@ -168,7 +168,7 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
         "killed": killed,
         "haproxy died": died,
         "track file": first(
-            journal_times(lab, master.name, since, r"^track file 0", "-u", "pihalb-haproxy-watch"), killed
+            journal_times(lab, master.name, since, r"^track file 0", "-u", names.HAPROXY_WATCH_UNIT), killed
         ),
         "keepalived left MASTER": first(
             journal_times(lab, master.name, since, r"Entering (FAULT|BACKUP) STATE", "-u", "keepalived"), killed

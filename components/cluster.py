@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pulumi
 
+from components.fields import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY, VRRP_PASSWORD_KEY
 from components.haproxy_balancer import HaproxyBalancer, HaproxyBalancerArgs
 from components.host import HostPreparation, HostPreparationArgs
 from components.keepalived_pair import KeepalivedPair, KeepalivedPairArgs
 from components.nginx_backend import NginxBackend, NginxBackendArgs
-from components.render import FILES, Renderer
-from components.settings import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY, VRRP_PASSWORD_KEY, Settings
-
-FILES_ENV = "PIHALB_FILES_DIR"
-
-
-def files_root() -> Path:
-    """The files root a deployment renders from: the project's `files/`, or the copy PIHALB_FILES_DIR names
-    (how the lab's tests and the bench apply a changed template, script or Dockerfile)."""
-    return Path(os.environ.get(FILES_ENV) or FILES)
+from components.render import Renderer
+from components.settings import Settings
 
 
 def vip_url(vip: object, port: int) -> str:

@@ -26,6 +26,8 @@ from pydantic import (
     ValidationError,
 )
 
+from components.debian import DEBIAN_BASE_IMAGE
+
 CONFIG_NAMESPACE = "pihalb"
 
 # Keys of the stack config, as a user types them after `pulumi config set`.
@@ -232,7 +234,7 @@ ImageRef = Annotated[
             r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
             r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?",
             "an image reference",
-            "e.g. debian:bookworm-slim or registry.example:5000/debian:bookworm-slim (Docker's reference syntax)",
+            f"e.g. {DEBIAN_BASE_IMAGE} or registry.example:5000/{DEBIAN_BASE_IMAGE} (Docker's reference syntax)",
             max_len=255,
         )
     ),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components import render
+from components import names, render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
 from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
@@ -90,20 +90,22 @@ class HaproxyBalancer(pulumi.ComponentResource):
             depends_on=[prepared.ready, self.image, *args.servers_ready],
         )
         spec = dict(
-            name=render.HAPROXY_CONTAINER,
+            name=names.HAPROXY_CONTAINER,
             image=args.rendering.image_name(cluster, "haproxy"),
-            restart=render.RESTART_POLICY,
+            restart=names.RESTART_POLICY,
             must_run=True,
             ports=[
-                docker.ContainerPortArgs(internal=render.HAPROXY_FRONTEND_CONTAINER_PORT, external=hp.frontend_port),
-                docker.ContainerPortArgs(internal=render.HAPROXY_STATS_CONTAINER_PORT, external=hp.stats_port),
+                docker.ContainerPortArgs(internal=names.HAPROXY_FRONTEND_CONTAINER_PORT, external=hp.frontend_port),
+                docker.ContainerPortArgs(internal=names.HAPROXY_STATS_CONTAINER_PORT, external=hp.stats_port),
             ],
             volumes=[
                 docker.ContainerVolumeArgs(
-                    host_path=render.HAPROXY_CONFIG_DIR, container_path="/usr/local/etc/haproxy", read_only=True
+                    host_path=names.HAPROXY_CONFIG_DIR,
+                    container_path=names.HAPROXY_CONTAINER_CONFIG_DIR,
+                    read_only=True,
                 )
             ],
-            healthcheck=health_check(render.HAPROXY_FRONTEND_CONTAINER_PORT, http=False),
+            healthcheck=health_check(names.HAPROXY_FRONTEND_CONTAINER_PORT, http=False),
             wait=True,
             wait_timeout=60,
             # SIGUSR1 (its STOPSIGNAL) lets the requests in flight finish; then it is killed.
@@ -127,7 +129,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             **(spec | {"image": self.image.repo_digest}),  # an output: the container waits for its build
-            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=rolling_key)],  # read by the leave step
+            labels=[docker.ContainerLabelArgs(label=names.SPEC_LABEL, value=rolling_key)],  # read by the leave step
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[self.config, prune, leave])),
         )
         self.rejoined = bring_back_script(

@@ -27,6 +27,7 @@ from components import render
 from components.host import HostPreparation
 from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
+from components.tracking import track_kind
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class KeepalivedPair(pulumi.ComponentResource):
         cluster = args.cluster
         master, backup = args.balancers
         self.master = master.name
+        tracker = track_kind(cluster.vrrp.track.kind)  # raises on a kind without a row
         # The BACKUP's steps first, each of the MASTER's after its BACKUP twin: a change (a firewall
         # script, a watcher, a keepalived value) never touches both hosts at once. A changed keepalived.conf
         # stops the BACKUP's keepalived until the MASTER has reloaded (keepalived.sh says why); the resume
@@ -74,18 +76,17 @@ class KeepalivedPair(pulumi.ComponentResource):
                 parent=self,
                 depends_on=[prepared.ready, *first],
             )
-            tracking = [vrrp_host]
-            if cluster.vrrp.track.kind == "events":
-                first = [backup_steps["haproxy-watch"]] if host is master else []
-                tracking.append(
-                    remote_script(
-                        f"{name}-{host.name}-haproxy-watch",
-                        prepared.connection,
-                        args.rendering.haproxy_watch_script(),
-                        delete_script=args.rendering.haproxy_watch_delete_script(),
-                        parent=self,
-                        depends_on=[vrrp_host, *first],
-                    )
+            steps = {"vrrp-host": vrrp_host}
+            for step in tracker.steps:  # what keeps the tracked state, each after the one before
+                first = [backup_steps[step]] if host is master else []
+                script, delete = args.rendering.track_step(step)
+                steps[step] = remote_script(
+                    f"{name}-{host.name}-{step}",
+                    prepared.connection,
+                    script,
+                    delete_script=delete,
+                    parent=self,
+                    depends_on=[list(steps.values())[-1], *first],
                 )
             conf = pulumi.Output.from_input(args.vrrp_password).apply(
                 lambda password, host=host, peer=peer: args.rendering.keepalived_conf(
@@ -100,11 +101,11 @@ class KeepalivedPair(pulumi.ComponentResource):
                 delete_script=args.rendering.keepalived_delete_script(),
                 carries_secrets=True,
                 parent=self,
-                depends_on=[*tracking, *args.after, *first],
+                depends_on=[*steps.values(), *args.after, *first],
                 takes_out=host is backup,
             )
             if host is backup:
-                backup_steps = {"vrrp-host": vrrp_host, "haproxy-watch": tracking[-1], "keepalived": keepalived}
+                backup_steps = {**steps, "keepalived": keepalived}
             else:
                 bring_back_script(
                     f"{name}-{backup.name}-keepalived-resume",
@@ -114,5 +115,5 @@ class KeepalivedPair(pulumi.ComponentResource):
                     parent=self,
                     depends_on=[keepalived],
                 )
-        # Registered last, after both hosts' steps are declared.
-        self.register_outputs({"master": self.master, "vip": str(cluster.vrrp.vip.ip)})
+        # No outputs of its own: `master` is the settings' choice, which the stack exports (components/cluster.py).
+        self.register_outputs({})

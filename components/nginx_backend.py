@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components import render
+from components import names, render
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
 from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
@@ -86,14 +86,14 @@ class NginxBackend(pulumi.ComponentResource):
         )
         image_name = args.rendering.image_name(cluster, "nginx")
         spec = dict(
-            name=render.NGINX_CONTAINER,
+            name=names.NGINX_CONTAINER,
             image=image_name,
-            restart=render.RESTART_POLICY,
+            restart=names.RESTART_POLICY,
             must_run=True,
             ports=[docker.ContainerPortArgs(internal=80, external=cluster.nginx.server_port)],
             volumes=[
                 docker.ContainerVolumeArgs(
-                    host_path=render.NGINX_PAGE_DIR, container_path="/usr/share/nginx/html", read_only=True
+                    host_path=names.NGINX_PAGE_DIR, container_path=names.NGINX_CONTAINER_PAGE_DIR, read_only=True
                 )
             ],
             healthcheck=health_check(80),
@@ -124,7 +124,7 @@ class NginxBackend(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             **(spec | {"image": self.image.repo_digest}),  # an output: the container waits for its build
-            labels=[docker.ContainerLabelArgs(label=render.SPEC_LABEL, value=rolling_key)],
+            labels=[docker.ContainerLabelArgs(label=names.SPEC_LABEL, value=rolling_key)],
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=[page, prune, *drains])),
         )
         self.ready = tuple(

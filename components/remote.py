@@ -29,7 +29,8 @@ import pulumi_command as command
 # Read the whole script from stdin, then run it with stdin closed, so a command inside it that reads
 # stdin (apt, docker) cannot swallow the rest of the script. bash whatever the login shell is. Bounded:
 # pulumi-command's timeouts cover only the TCP dial, so nothing else stops a hung step.
-STEP_TIMEOUT_S = 1800
+STEP_TIMEOUT_S = 1800  # the one step timeout: the real provider runs this line, the lab engine waits as long
+STEP_KILL_AFTER_S = 30
 CHECK_TIMEOUT_S = 120
 _FROM_STDIN = 'script=$(cat) && eval "$script" </dev/null'
 # A step that takes a host out of service first prints a fresh run id: its stdout then differs on every
@@ -40,7 +41,9 @@ _RUN_ID = f'echo "{RUN_ID_PREFIX}$(cat /proc/sys/kernel/random/uuid)" && '
 
 def run_script_from_stdin(timeout_s: int = STEP_TIMEOUT_S, run_id: bool = False) -> str:
     """The command line that runs the script arriving on stdin, killed after `timeout_s`."""
-    return f"exec timeout --kill-after=30 {timeout_s} bash -c " + shlex.quote((_RUN_ID if run_id else "") + _FROM_STDIN)
+    return f"exec timeout --kill-after={STEP_KILL_AFTER_S} {timeout_s} bash -c " + shlex.quote(
+        (_RUN_ID if run_id else "") + _FROM_STDIN
+    )
 
 
 RUN_SCRIPT_FROM_STDIN = run_script_from_stdin()

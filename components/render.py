@@ -17,34 +17,16 @@ from pathlib import Path
 
 import jinja2
 
+from components import names
+from components.debian import HAPROXY_RUNTIME_PACKAGES
 from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
+from components.tracking import track_kind
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
-# Ports HAProxy listens on inside its container (unprivileged, so it need not run as root).
-HAPROXY_FRONTEND_CONTAINER_PORT = 8080
-HAPROXY_STATS_CONTAINER_PORT = 8404
-HAPROXY_GID = 10099
-HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"
-HAPROXY_CONTAINER = "pihalb-haproxy"
-# On every stage of files/*/Dockerfile ("LABEL org.pihalb.image=<kind>" first): pulumi-docker's classic build
-# leaves a stopped container per step, and these labels are how the prune steps find them and our images.
-IMAGE_LABEL = "org.pihalb.image"
-BUILD_OF_LABEL = "org.pihalb.build-of"  # a build stage's last image: the tag it was built for
-BUILD_OF_ARG = "PIHALB_BUILD_OF"
-NGINX_CONTAINER = "pihalb-nginx"
 HOST_PACKAGES = ("docker.io", "ca-certificates")
 ENGINE_PACKAGES = ("docker.io", "containerd", "runc")  # held: upgraded on purpose, one host at a time
-HAPROXY_TRACK_FILE = "/run/pihalb/haproxy-alive"
-# HAProxy's runtime API, inside its container only (never published): the rolling steps drain with it.
-HAPROXY_RUNTIME_PORT = 9999
-HAPROXY_BACKEND = "servers"
-NGINX_PAGE_DIR = "/etc/pihalb/nginx/html"
 GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
-VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a handover left half done
-# `always`, not `unless-stopped`: after a dockerd restart the lab once left an `unless-stopped` HAProxy
-# exited (0) and never started it again; `always` containers are started on every daemon start.
-RESTART_POLICY = "always"
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
@@ -121,13 +103,11 @@ def image_build_args(cluster: Cluster, kind: str) -> dict[str, str]:
             "HAPROXY_SECURITY_POCKET": "yes" if src.security_pocket else "no",
             "HAPROXY_URL": src.url,
             "HAPROXY_SHA256": src.sha256,
-            "HAPROXY_UID": str(HAPROXY_GID),
+            "HAPROXY_UID": str(names.HAPROXY_UID),
+            "HAPROXY_GID": str(names.HAPROXY_GID),
+            "HAPROXY_RUNTIME_PACKAGES": " ".join(HAPROXY_RUNTIME_PACKAGES),
         }
     return args
-
-
-def image_repository(kind: str) -> str:
-    return f"localhost/pihalb/{kind}"
 
 
 def spec_digest(spec: dict) -> str:
@@ -140,9 +120,6 @@ def _plain(value: object) -> object:
     return (
         {key: val for key, val in vars(value).items() if val is not None} if hasattr(value, "__dict__") else str(value)
     )
-
-
-SPEC_LABEL = "pihalb.spec"
 
 
 def handover_timeout_s(cluster: Cluster) -> int:
@@ -168,9 +145,9 @@ def _server(server: str) -> dict[str, str]:
     """What the drain and ready steps need to reach `server` in a balancer's HAProxy."""
     return {
         "SERVER": server,
-        "BACKEND": HAPROXY_BACKEND,
-        "CONTAINER": HAPROXY_CONTAINER,
-        "RUNTIME_PORT": str(HAPROXY_RUNTIME_PORT),
+        "BACKEND": names.HAPROXY_BACKEND,
+        "CONTAINER": names.HAPROXY_CONTAINER,
+        "RUNTIME_PORT": str(names.HAPROXY_RUNTIME_PORT),
     }
 
 
@@ -209,14 +186,17 @@ class Renderer:
                 retries=hp.retries,
                 redispatch=hp.redispatch,
                 retry_on=hp.retry_on,
-                frontend_container_port=HAPROXY_FRONTEND_CONTAINER_PORT,
-                stats_container_port=HAPROXY_STATS_CONTAINER_PORT,
-                runtime_port=HAPROXY_RUNTIME_PORT,
+                frontend_container_port=names.HAPROXY_FRONTEND_CONTAINER_PORT,
+                stats_container_port=names.HAPROXY_STATS_CONTAINER_PORT,
+                runtime_port=names.HAPROXY_RUNTIME_PORT,
                 balance=hp.balance,
                 health=hp.health_check,
                 servers=servers,
                 server_port=cluster.nginx.server_port,
                 stats_password=stats_password,
+                backend=names.HAPROXY_BACKEND,
+                stats_user=names.STATS_USER,
+                container=names.HAPROXY_CONTAINER,
             )
         )
 
@@ -233,8 +213,13 @@ class Renderer:
                 vrrp=vrrp,
                 # As written: a whole number bare, a fraction in its shortest form (0.2, not 0.20000000000000001).
                 advert_int=int(advert) if advert == int(advert) else repr(advert),
-                track_file=HAPROXY_TRACK_FILE,
-                handover_file=VRRP_HANDOVER_FILE,
+                track_block=track_kind(vrrp.track.kind).block,
+                track_file=names.HAPROXY_TRACK_FILE,
+                handover_file=names.VRRP_HANDOVER_FILE,
+                notify=names.KEEPALIVED_NOTIFY,
+                state_file=names.VRRP_STATE_FILE,
+                log_tag=names.VRRP_LOG_TAG,
+                watch_unit=names.HAPROXY_WATCH_UNIT,
                 garp_refresh_s=GARP_REFRESH_S,
                 handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
@@ -273,14 +258,14 @@ class Renderer:
         return self.script(
             "haproxy-config.sh",
             CONFIG_B64=b64(config),
-            CONFIG_DIR=HAPROXY_CONFIG_DIR,
-            HAPROXY_GID=str(HAPROXY_GID),
+            CONFIG_DIR=names.HAPROXY_CONFIG_DIR,
+            HAPROXY_GID=str(names.HAPROXY_GID),
             IMAGE=image,
-            CONTAINER=HAPROXY_CONTAINER,
+            CONTAINER=names.HAPROXY_CONTAINER,
         )
 
     def haproxy_config_delete_script(self) -> str:
-        return self.script("haproxy-config-delete.sh", CONFIG_DIR=HAPROXY_CONFIG_DIR)
+        return self.script("haproxy-config-delete.sh", CONFIG_DIR=names.HAPROXY_CONFIG_DIR)
 
     def vrrp_host_script(self, cluster: Cluster) -> str:
         return self.script(
@@ -293,10 +278,23 @@ class Renderer:
         return self.script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
 
     def haproxy_watch_script(self) -> str:
-        return self.script("haproxy-watch.sh", TRACK_FILE=HAPROXY_TRACK_FILE, CONTAINER=HAPROXY_CONTAINER)
+        return self.script(
+            "haproxy-watch.sh",
+            TRACK_FILE=names.HAPROXY_TRACK_FILE,
+            CONTAINER=names.HAPROXY_CONTAINER,
+            UNIT=names.HAPROXY_WATCH_UNIT,
+        )
 
     def haproxy_watch_delete_script(self) -> str:
-        return self.script("haproxy-watch-delete.sh")
+        return self.script("haproxy-watch-delete.sh", UNIT=names.HAPROXY_WATCH_UNIT)
+
+    def track_step(self, step: str) -> tuple[str, str]:
+        """A tracking step of components/tracking.py TRACK_KINDS: its script and its delete script."""
+        steps = {"haproxy-watch": (self.haproxy_watch_script, self.haproxy_watch_delete_script)}
+        if step not in steps:
+            raise ValueError(f"no host script for the tracking step {step!r} (components/render.py track_step)")
+        script, delete = steps[step]
+        return script(), delete()
 
     def keepalived_script(self, cluster: Cluster, config: str, pause_for_peer: bool) -> str:
         """`pause_for_peer` on the BACKUP, whose step runs first: stopped if its config changes, until the
@@ -308,6 +306,9 @@ class Renderer:
             INTERFACE=cluster.vrrp.interface,
             VIP=str(cluster.vrrp.vip.ip),
             PEER_TAKEOVER_S=f"{peer_takeover_s(cluster):g}",
+            NOTIFY=names.KEEPALIVED_NOTIFY,  # the hook it installs, which writes STATE_FILE (read by ops status)
+            STATE_FILE=names.VRRP_STATE_FILE,
+            LOG_TAG=names.VRRP_LOG_TAG,
         )
 
     def keepalived_resume_script(self) -> str:
@@ -315,7 +316,7 @@ class Renderer:
         return self.script("keepalived-resume.sh")
 
     def keepalived_delete_script(self) -> str:
-        return self.script("keepalived-delete.sh")
+        return self.script("keepalived-delete.sh", NOTIFY=names.KEEPALIVED_NOTIFY, STATE_FILE=names.VRRP_STATE_FILE)
 
     def image_name(self, cluster: Cluster, kind: str) -> str:
         """A tag that changes with the build context, the build args and the platform."""
@@ -324,35 +325,35 @@ class Renderer:
         digest = sha256(tree_hash(context), cluster.platform, *(f"{k}={v}" for k, v in sorted(args.items())))
         # `localhost/`: should the image ever be missing, a pull goes nowhere instead of to Docker Hub's
         # `pihalb/` namespace, which this project does not own.
-        return f"{image_repository(kind)}:{digest[:12]}"
+        return f"{names.image_repository(kind)}:{digest[:12]}"
 
     def build_args(self, cluster: Cluster, kind: str) -> dict[str, str]:
         """The build's args: the settings', and the tag a multi-stage build labels its build stage with."""
         args = image_build_args(cluster, kind)
-        return args | {BUILD_OF_ARG: self.image_name(cluster, kind)} if kind == "haproxy" else args
+        return args | {names.BUILD_OF_ARG: self.image_name(cluster, kind)} if kind == "haproxy" else args
 
     def image_prune_script(self, cluster: Cluster, kind: str, image_id: str) -> str:
         """Runs after each build (`image_id` changes with it): old tags, the build's leftovers."""
         return self.script(
             "image-prune.sh",
-            REPOSITORY=image_repository(kind),
+            REPOSITORY=names.image_repository(kind),
             CURRENT=self.image_name(cluster, kind),
             CURRENT_ID=image_id,
-            KIND_LABEL=f"{IMAGE_LABEL}={kind}",
-            BUILD_OF_LABEL=BUILD_OF_LABEL,
-            CONTAINER=HAPROXY_CONTAINER if kind == "haproxy" else NGINX_CONTAINER,
+            KIND_LABEL=f"{names.IMAGE_LABEL}={kind}",
+            BUILD_OF_LABEL=names.BUILD_OF_LABEL,
+            CONTAINER=names.HAPROXY_CONTAINER if kind == "haproxy" else names.NGINX_CONTAINER,
         )
 
     def image_prune_delete_script(self, kind: str) -> str:
         return self.script(
-            "image-prune-delete.sh", REPOSITORY=image_repository(kind), KIND_LABEL=f"{IMAGE_LABEL}={kind}"
+            "image-prune-delete.sh", REPOSITORY=names.image_repository(kind), KIND_LABEL=f"{names.IMAGE_LABEL}={kind}"
         )
 
     def nginx_page_script(self, number: int) -> str:
-        return self.script("nginx-page.sh", PAGE_B64=b64(self.nginx_page(number)), PAGE_DIR=NGINX_PAGE_DIR)
+        return self.script("nginx-page.sh", PAGE_B64=b64(self.nginx_page(number)), PAGE_DIR=names.NGINX_PAGE_DIR)
 
     def nginx_page_delete_script(self) -> str:
-        return self.script("nginx-page-delete.sh", PAGE_DIR=NGINX_PAGE_DIR)
+        return self.script("nginx-page-delete.sh", PAGE_DIR=names.NGINX_PAGE_DIR)
 
     def _rolling(self, name: str, **variables: str) -> str:
         return self.script(name, libraries=("lib.sh", "haproxy-runtime.sh"), **variables)
@@ -379,11 +380,11 @@ class Renderer:
         return self._rolling(
             "balancer-leave.sh",
             CONTAINER_SPEC=rolling_key,
-            CONTAINER=HAPROXY_CONTAINER,
-            SPEC_LABEL=SPEC_LABEL,
+            CONTAINER=names.HAPROXY_CONTAINER,
+            SPEC_LABEL=names.SPEC_LABEL,
             INTERFACE=cluster.vrrp.interface,
             VIP=str(cluster.vrrp.vip.ip),
-            HANDOVER_FILE=VRRP_HANDOVER_FILE,
+            HANDOVER_FILE=names.VRRP_HANDOVER_FILE,
             HANDOVER_TIMEOUT_S=str(handover_timeout_s(cluster)),
             PREEMPT="yes" if cluster.vrrp.preempt else "no",
         )
@@ -392,7 +393,7 @@ class Renderer:
         """After it, on every up: the VRRP priority back and keepalived running (a no-op when they are)."""
         return self._rolling(
             "balancer-rejoin.sh",
-            HANDOVER_FILE=VRRP_HANDOVER_FILE,
-            CONTAINER=HAPROXY_CONTAINER,
+            HANDOVER_FILE=names.VRRP_HANDOVER_FILE,
+            CONTAINER=names.HAPROXY_CONTAINER,
             HEALTHY_TIMEOUT_S=str(READY_TIMEOUT_S),
         )

@@ -19,18 +19,11 @@ import pulumi
 import pulumi.runtime.config as runtime_config
 from pydantic import Field, StrictBool, ValidationError, model_validator
 
-# F401: names imported only so that callers keep importing them from here, where they used to live.
+from components.debian import DEBIAN_BASE_IMAGE
 from components.fields import (
     CLUSTER_KEY,
     CONFIG_NAMESPACE,
-    HAPROXY_MAX_TIMER_MS,  # noqa: F401
     HOST_KEYS_KEY,
-    HOST_NAME,  # noqa: F401
-    RETRY_ON_KEYWORDS,  # noqa: F401
-    SET_SECRET,  # noqa: F401
-    SSH_PRIVATE_KEY_KEY,  # noqa: F401
-    STATS_PASSWORD_KEY,  # noqa: F401
-    VRRP_PASSWORD_KEY,  # noqa: F401
     AdvertInterval,
     ConfigError,
     DebianVersion,
@@ -53,8 +46,8 @@ from components.fields import (
     int_range,
     widest_lan_prefix,
 )
-from components.keys import HOST_KEY_TYPES, HOST_KEYS, HostKey  # noqa: F401
-from components.secrets import SECRET_KEYS, Secrets, check_held_as_secrets, check_secret  # noqa: F401
+from components.keys import HOST_KEYS
+from components.secrets import SECRET_KEYS, check_held_as_secrets, check_secret
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
@@ -284,7 +277,7 @@ class Cluster(StrictModel):
     """The whole `pihalb:cluster` object of a stack."""
 
     platform: Literal[tuple(PLATFORM_ARCH)] = "linux/arm64"
-    base_image: ImageRef = Field(default="debian:bookworm-slim", alias="baseImage")
+    base_image: ImageRef = Field(default=DEBIAN_BASE_IMAGE, alias="baseImage")
     ssh: SshDefaults = SshDefaults()
     hosts: list[Host]
     vrrp: Vrrp

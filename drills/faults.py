@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from components import render
+from components import names
 from drills.observe import mac_address
 from lab.lab import Lab
 
@@ -18,23 +18,23 @@ def kill_haproxy(lab: Lab, host: str) -> None:
 
 def kill_haproxy_for_good(lab: Lab, host: str) -> None:
     """The paper's kill of HAProxy; Docker's restart policy is paused first, or it would undo it in ~0.3 s."""
-    lab.sh(host, f"docker update --restart=no {render.HAPROXY_CONTAINER} >/dev/null && killall -9 haproxy")
+    lab.sh(host, f"docker update --restart=no {names.HAPROXY_CONTAINER} >/dev/null && killall -9 haproxy")
 
 
 def restore_haproxy(lab: Lab, host: str) -> None:
     lab.sh(
         host,
-        f"docker update --restart={render.RESTART_POLICY} {render.HAPROXY_CONTAINER} >/dev/null "
-        f"&& docker start {render.HAPROXY_CONTAINER}",
+        f"docker update --restart={names.RESTART_POLICY} {names.HAPROXY_CONTAINER} >/dev/null "
+        f"&& docker start {names.HAPROXY_CONTAINER}",
     )
 
 
 def stop_haproxy(lab: Lab, host: str) -> None:
-    lab.sh(host, f"docker stop {render.HAPROXY_CONTAINER}")
+    lab.sh(host, f"docker stop {names.HAPROXY_CONTAINER}")
 
 
 def start_haproxy(lab: Lab, host: str) -> None:
-    lab.sh(host, f"docker start {render.HAPROXY_CONTAINER}")
+    lab.sh(host, f"docker start {names.HAPROXY_CONTAINER}")
 
 
 def stop_keepalived(lab: Lab, host: str) -> None:
@@ -46,15 +46,15 @@ def start_keepalived(lab: Lab, host: str) -> None:
 
 
 def stop_nginx(lab: Lab, host: str) -> None:
-    lab.sh(host, f"docker stop {render.NGINX_CONTAINER}")
+    lab.sh(host, f"docker stop {names.NGINX_CONTAINER}")
 
 
 def kill_nginx(lab: Lab, host: str) -> None:
-    lab.sh(host, f"docker kill {render.NGINX_CONTAINER}")
+    lab.sh(host, f"docker kill {names.NGINX_CONTAINER}")
 
 
 def start_nginx(lab: Lab, host: str) -> None:
-    lab.sh(host, f"docker start {render.NGINX_CONTAINER}")
+    lab.sh(host, f"docker start {names.NGINX_CONTAINER}")
 
 
 def block_vrrp_multicast(lab: Lab) -> None:
@@ -87,9 +87,9 @@ def undo_all(lab: Lab) -> None:
     for host in lab.balancers:
         lab.sh(
             host.name,
-            f"systemctl start keepalived; docker update --restart={render.RESTART_POLICY} {render.HAPROXY_CONTAINER} "
-            f">/dev/null; docker start {render.HAPROXY_CONTAINER} >/dev/null",
+            f"systemctl start keepalived; docker update --restart={names.RESTART_POLICY} {names.HAPROXY_CONTAINER} "
+            f">/dev/null; docker start {names.HAPROXY_CONTAINER} >/dev/null",
             timeout=60,
         )
     for host in lab.servers:
-        lab.sh(host.name, f"docker start {render.NGINX_CONTAINER} >/dev/null")
+        lab.sh(host.name, f"docker start {names.NGINX_CONTAINER} >/dev/null")

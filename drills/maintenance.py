@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from components import render
+from components import names
 from drills import stack
 from drills.observe import servers_seen_by, wait_until
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS
@@ -35,26 +35,26 @@ def restart_engines_rolling(lab: Lab) -> None:
     procedure and `python -m ops reboot` do."""
     for server in lab.servers:
         for balancer in lab.balancers:
-            runtime(lab, balancer.name, f"set server {render.HAPROXY_BACKEND}/{server.name} state maint")
+            runtime(lab, balancer.name, f"set server {names.HAPROXY_BACKEND}/{server.name} state maint")
         wait_until(f"{server.name}'s requests in flight to finish", lambda s=server.name: sessions(lab, s) == 0, 30)
         lab.sh(server.name, "systemctl restart docker", timeout=120)
         wait_until(
             f"{server.name}'s container healthy",
-            lambda s=server.name: container_healthy(lab, s, render.NGINX_CONTAINER),
+            lambda s=server.name: container_healthy(lab, s, names.NGINX_CONTAINER),
             60,
         )
         for balancer in lab.balancers:
-            runtime(lab, balancer.name, f"set server {render.HAPROXY_BACKEND}/{server.name} state ready")
+            runtime(lab, balancer.name, f"set server {names.HAPROXY_BACKEND}/{server.name} state ready")
         stack.wait_serving(lab)
     lab.sh(lab.backup.name, "systemctl restart docker", timeout=120)
     stack.wait_serving(lab)
     master = lab.master.name
-    lab.sh(master, f"echo 1 > {render.VRRP_HANDOVER_FILE}")
+    lab.sh(master, f"echo 1 > {names.VRRP_HANDOVER_FILE}")
     wait_until("the VIP to move for the engine restart", lambda: lab.vip_holders() == [lab.backup.name], 30)
     time.sleep(1)
     lab.sh(master, "systemctl restart docker", timeout=120)
     wait_until("HAProxy back on the MASTER", lambda: servers_seen_by(lab, master), 60)
-    lab.sh(master, f"echo 0 > {render.VRRP_HANDOVER_FILE}")
+    lab.sh(master, f"echo 0 > {names.VRRP_HANDOVER_FILE}")
     stack.wait_serving(lab)
 
 

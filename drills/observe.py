@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from components import render
+from components import names
 from lab.lab import Lab
 from lab.output import LabError
 
 PAGE = re.compile(r"Hello world from server (\d+)!")
-STATS_USER = "admin"  # files/templates/haproxy.cfg.j2: `stats auth admin:<statsPassword>`
 
 T = TypeVar("T")
 
@@ -73,7 +72,7 @@ def wait_until(what: str, predicate: Callable[[], T], timeout: float, interval: 
 
 def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
     """Server name → status (UP, DOWN, ...) from a balancer's stats page (CSV); empty when it does not answer."""
-    auth = b64encode(f"{STATS_USER}:{password}".encode()).decode()
+    auth = b64encode(f"{names.STATS_USER}:{password}".encode()).decode()
     conn = http.client.HTTPConnection(address, port, timeout=3)
     try:
         conn.request("GET", "/stats;csv", headers={"Authorization": f"Basic {auth}"})
@@ -83,7 +82,7 @@ def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
     finally:
         conn.close()
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "servers" and r["svname"] != "BACKEND"}
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] == names.HAPROXY_BACKEND and r["svname"] != "BACKEND"}
 
 
 def servers_seen_by(lab: Lab, balancer: str) -> dict[str, str]:
@@ -103,13 +102,13 @@ def keepalived_state(lab: Lab, name: str) -> str:
 
 def vrrp_states_entered(lab: Lab, name: str, since: float) -> list[str]:
     """The VRRP states a balancer entered since `since` (epoch seconds), from the notify hook's journal."""
-    _, log = lab.sh(name, f"journalctl -t pihalb-vrrp -o cat --no-pager --since @{int(since)}", check=False)
+    _, log = lab.sh(name, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager --since @{int(since)}", check=False)
     return re.findall(r"entered (\w+) state", log)
 
 
 def haproxy_alive_flag(lab: Lab, name: str) -> str:
     """What the events watcher last wrote to a balancer's track file ("1" alive, "0" dead)."""
-    return lab.sh(name, f"cat {render.HAPROXY_TRACK_FILE}")[1].strip()
+    return lab.sh(name, f"cat {names.HAPROXY_TRACK_FILE}")[1].strip()
 
 
 def mac_address(lab: Lab, name: str) -> str:

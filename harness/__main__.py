@@ -18,7 +18,7 @@ from harness import program
 from harness.backend import ROOT, Backend
 from harness.command_ops import StepError
 from harness.engine import Engine
-from harness.plan import render
+from harness.plan import preview_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> int:
             engine.destroy()
             print(f"destroyed: the checkpoint of {args.stack} holds no resources")
             return 0
-        declared = program.run(args.stack, backend.config(args.stack), program.SECRET_CONFIG_KEYS)
+        declared = program.run(args.stack, backend.config(args.stack))
         if args.verb == "preview":
-            print(render(engine.preview(declared, args.replace), args.stack))
+            print(preview_text(engine.preview(declared, args.replace), args.stack))
             return 0
         plan, _ = engine.up(declared, args.replace)
-        print(render(plan, args.stack, verb="Updated"))
+        print(preview_text(plan, args.stack, verb="Updated"))
         print("Outputs:")
         print(json.dumps(declared.outputs, indent=2))
     except ConfigError as error:  # as the Pulumi CLI prints a RunError: the message, no traceback

@@ -26,8 +26,12 @@ class Backend:
     def stack_dir(self, stack: str) -> Path:
         return self.directory / stack
 
+    def state_path(self, stack: str) -> Path:
+        """The stack's checkpoint file."""
+        return self.stack_dir(stack) / "state.json"
+
     def checkpoint(self, stack: str) -> Checkpoint:
-        return Checkpoint.load(self.stack_dir(stack) / "state.json")
+        return Checkpoint.load(self.state_path(stack))
 
     def config(self, stack: str) -> dict[str, Any]:
         """The stack file's config, then the values set for it."""

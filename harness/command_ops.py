@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 
+from components.remote import STEP_KILL_AFTER_S, STEP_TIMEOUT_S
 from harness.ssh import Login, SshError
 from harness.state import Resource
 
@@ -28,7 +29,9 @@ KNOWN_INPUTS = {
 }
 KNOWN_CONNECTION = {"host", "port", "user", "privateKey", "hostKey", "dialErrorLimit", "perDialTimeout"}
 CHANGED_MARKER = "pihalb-changed: "
-TIMEOUT_S = 900
+# A step runs under the host's own `timeout` (components/remote.py, as a real `pulumi up` runs it), so a
+# silent step is ended there, after the same time; this bound, just past it, only covers a lost connection.
+TIMEOUT_S = STEP_TIMEOUT_S + STEP_KILL_AFTER_S + 10
 
 
 class StepError(RuntimeError):

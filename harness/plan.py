@@ -251,7 +251,7 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def render(plan: Plan, stack: str, verb: str = "Previewing update") -> str:
+def preview_text(plan: Plan, stack: str, verb: str = "Previewing update") -> str:
     """A Pulumi-like preview: one line per resource that changes, then the summary."""
     symbols = {"create": "+ ", "update": "~ ", "replace": "+-", "delete": "- "}
     lines = [f"{verb} ({stack}):", f"     {'Type':<36} {'Name':<34} {'Plan':<10} Info"]

@@ -228,12 +228,17 @@ class _RecordingMonitor(MockMonitor):
 def run(
     stack: str,
     config: dict[str, Any],
-    secret_keys: list[str],
+    files: Path | None = None,
     preview: bool = False,
+    secret_keys: list[str] | None = None,
     declared: list[Declared] | None = None,
     invoke: invokes.Invoke = invokes.run,
 ) -> Program:
     """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared.
+
+    `files`: the files root the program renders from (its `main(files)`), the project's `files/` unless
+    given (a test's or the bench's changed copy). The keys of SECRET_CONFIG_KEYS are set as secrets, as
+    `pulumi config set --secret` marks them; `secret_keys` replaces that list (a test of a secret set plain).
 
     `declared`, when given, receives the registrations as they happen, so a caller can see what was
     registered even when the program fails. `invoke` carries out the program's invokes: for real by
@@ -243,7 +248,9 @@ def run(
     recorder = _Recorder(declared if declared is not None else [], invoke)
     exported: dict[str, Any] = {}
     runtime_settings.reset_options()
-    pulumi.runtime.set_all_config({k: _encode(v) for k, v in config.items()}, secret_keys)
+    pulumi.runtime.set_all_config(
+        {k: _encode(v) for k, v in config.items()}, SECRET_CONFIG_KEYS if secret_keys is None else secret_keys
+    )
     pulumi.runtime.set_mocks(
         recorder, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(recorder)
     )
@@ -256,7 +263,9 @@ def run(
     def _program():
         pulumi.export = capture
         try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            # Not as `__main__` (which runs `main()` itself, as Pulumi runs the program): its `main` with `files`.
+            program = runpy.run_path(str(ROOT / "__main__.py"), run_name="pihalb_program")
+            program["main"](*(() if files is None else (files,)))
         finally:
             pulumi.export = real_export
         return pulumi.Output.from_input(exported)

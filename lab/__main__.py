@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from components.settings import ConfigError
 from harness.command_ops import StepError
-from harness.plan import render
+from harness.plan import preview_text
 from lab import stack
 from lab.inventory import STACK
 from lab.lab import HostStatus, Lab
@@ -87,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_engine(lab: Lab, verb: str, profile: str, replace: list[str]) -> int:
     try:
         if verb == "preview":
-            print(render(stack.preview(lab, profile, replace=replace), STACK))
+            print(preview_text(stack.preview(lab, profile, replace=replace), STACK))
         elif verb == "destroy":
             stack.destroy(lab)
             print(f"destroyed: the lab's stack {STACK} holds no resources")
         else:
             applied = stack.up(lab, profile, replace=replace)
-            print(render(applied.plan, STACK, verb="Updated"))
+            print(preview_text(applied.plan, STACK, verb="Updated"))
             print("Outputs:\n" + json.dumps(applied.program.outputs, indent=2))
             say_served(lab)
     except (StepError, ConfigError) as error:

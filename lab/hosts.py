@@ -21,7 +21,7 @@ from common.files import Entry, tar_archive
 from components.render import sha256
 from components.settings import Host
 from harness.ssh import Login, SshError
-from lab.engine import Engine
+from lab.docker_engine import DockerEngine
 from lab.inventory import HOST_USER, LABEL_LAB, NAME_PREFIX, NETWORK, Inventory, container_name, volume_name
 from lab.keys import Keys, public_key_path
 from lab.output import LabError, first_line, say
@@ -47,7 +47,7 @@ HOST_SYSCTLS = {"net.ipv4.ip_forward": "1"}
 class Hosts:
     """The inventory's hosts on one engine."""
 
-    def __init__(self, engine: Engine, inventory: Inventory, keys: Keys, shell: Shell):
+    def __init__(self, engine: DockerEngine, inventory: Inventory, keys: Keys, shell: Shell):
         self.engine = engine
         self.inventory = inventory
         self.keys = keys

@@ -11,25 +11,25 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.models.images import Image
 
+from components.debian import DEBIAN_BASE_IMAGE, DEBIAN_MIRROR, DEBIAN_RELEASE
 from components.render import sha256, tree_hash
-from lab.engine import Engine, ensure_command, run
+from lab.docker_engine import DockerEngine, ensure_command, run
 from lab.inventory import LABEL_LAB
 from lab.output import LabError, first_line, say
 
 HOST_CONTEXT = Path(__file__).resolve().parent / "host"
-BASE_IMAGE = "debian:bookworm-slim"
+BASE_IMAGE = DEBIAN_BASE_IMAGE
 # The same base under a second name, in every host's daemon: `baseImage` can change without a registry.
 BASE_IMAGE_ALIAS = f"localhost/{BASE_IMAGE}"
 HOST_IMAGE = "pihalb-lab/pi:latest"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-SOURCES_LIST = f"deb {DEBIAN_MIRROR} bookworm main\n"
+SOURCES_LIST = f"deb {DEBIAN_MIRROR} {DEBIAN_RELEASE} main\n"
 
 LABEL_CONTEXT = "pihalb-lab.context-sha256"
 LABEL_IMPORTED_BASE = "pihalb-lab.imported-base"
 
 
 class Images:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: DockerEngine):
         self.engine = engine
 
     @property
@@ -62,7 +62,7 @@ class Images:
         ensure_command("debootstrap", package="debootstrap")
         with tempfile.TemporaryDirectory(prefix="pihalb-lab-rootfs-", dir="/var/tmp") as work:
             rootfs = Path(work) / "rootfs"
-            run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR], timeout=900)
+            run(["debootstrap", "--variant=minbase", DEBIAN_RELEASE, str(rootfs), DEBIAN_MIRROR], timeout=900)
             (rootfs / "etc/apt/sources.list").write_text(SOURCES_LIST)
             for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 for entry in (rootfs / cache).glob("*"):
@@ -103,6 +103,7 @@ class Images:
         chunks = self._docker.api.build(
             path=str(HOST_CONTEXT),
             tag=HOST_IMAGE,
+            buildargs={"BASE_IMAGE": BASE_IMAGE},
             labels={LABEL_CONTEXT: context, LABEL_LAB: "host-image"},
             rm=True,
             forcerm=True,

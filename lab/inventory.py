@@ -91,10 +91,6 @@ class Inventory:
         return self.subnet.network_address + 1
 
     @property
-    def ssh_user(self) -> str:
-        return self.settings.cluster.ssh.user
-
-    @property
     def frontend_port(self) -> int:
         return self.settings.cluster.haproxy.frontend_port
 

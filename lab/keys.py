@@ -40,7 +40,6 @@ class State:
 
     hosts: dict[str, HostRecord]
     private_key_path: Path
-    ssh_user: str
     vip: str
     vrrp_password: str
     stats_password: str
@@ -53,7 +52,6 @@ class State:
         data = {
             "hosts": {name: vars(record) for name, record in self.hosts.items()},
             "private_key_path": str(self.private_key_path),
-            "ssh_user": self.ssh_user,
             "vip": self.vip,
             "vrrp_password": self.vrrp_password,
             "stats_password": self.stats_password,
@@ -66,7 +64,6 @@ class State:
         return cls(
             hosts={name: HostRecord(**record) for name, record in data["hosts"].items()},
             private_key_path=Path(data["private_key_path"]),
-            ssh_user=data["ssh_user"],
             vip=data["vip"],
             vrrp_password=data["vrrp_password"],
             stats_password=data["stats_password"],
@@ -122,7 +119,6 @@ class Keys:
         state = State(
             hosts=hosts,
             private_key_path=self.private_key_path,
-            ssh_user=self.inventory.ssh_user,
             vip=str(self.inventory.vip),
             vrrp_password=previous.get("vrrp_password") or random_secret(VRRP_PASSWORD_LENGTH),
             stats_password=previous.get("stats_password") or random_secret(STATS_PASSWORD_LENGTH),

@@ -15,7 +15,7 @@ import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 import docker
@@ -24,8 +24,9 @@ from docker.models.containers import Container
 
 from components.cluster import vip_url
 from components.settings import Host
-from harness.state import Checkpoint, hosts_of
-from lab.engine import Engine
+from harness.backend import Backend
+from harness.state import hosts_of
+from lab.docker_engine import DockerEngine
 from lab.hosts import Hosts
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
 from lab.inventory import STACK, Inventory, container_name
@@ -57,7 +58,7 @@ class Lab:
         self.root = root
         self.inventory = inventory
         self.state_dir = root / "lab" / ".state"
-        self.engine = Engine()
+        self.engine = DockerEngine()
         self.keys = Keys(self.state_dir, inventory)
         self.images = Images(self.engine)
         self.shell = Shell(self.engine, inventory)
@@ -98,16 +99,8 @@ class Lab:
         return self.inventory.vip
 
     @property
-    def subnet(self) -> IPv4Network:
-        return self.inventory.subnet
-
-    @property
     def gateway(self) -> IPv4Address:
         return self.inventory.gateway
-
-    @property
-    def ssh_user(self) -> str:
-        return self.inventory.ssh_user
 
     @property
     def frontend_port(self) -> int:
@@ -131,17 +124,9 @@ class Lab:
     # --- state and engine -------------------------------------------------------------------------------
 
     @property
-    def state_file(self) -> Path:
-        return self.keys.state_file
-
-    @property
     def stacks_dir(self) -> Path:
         """Where the lab engine keeps each stack's state (its `pulumi login --local` directory)."""
         return self.state_dir / "engine"
-
-    @property
-    def private_key_path(self) -> Path:
-        return self.keys.private_key_path
 
     def state(self) -> State:
         """What `up` recorded: hosts with addresses and pinned host keys, key path, generated secrets."""
@@ -188,7 +173,8 @@ class Lab:
 
     def _addresses_in_stacks(self) -> set[str]:
         """The hosts the lab engine's stacks hold resources on (their connections and providers)."""
-        checkpoints = [Checkpoint.load(d / "state.json") for d in self.stacks_dir.glob("*") if d.is_dir()]
+        stacks = Backend(self.stacks_dir)
+        checkpoints = [stacks.checkpoint(d.name) for d in self.stacks_dir.glob("*") if d.is_dir()]
         return {address for c in checkpoints for resource in c.resources for address in hosts_of(resource)}
 
     def _forget_stacks_of_old_hosts(self, created: list[str]) -> None:

@@ -12,7 +12,7 @@ from docker.errors import NotFound
 from docker.models.containers import Container
 from docker.utils.socket import frames_iter
 
-from lab.engine import Engine
+from lab.docker_engine import DockerEngine
 from lab.inventory import Inventory, container_name
 from lab.output import LabError
 
@@ -20,7 +20,7 @@ from lab.output import LabError
 class Shell:
     """Root shells on the hosts of one inventory."""
 
-    def __init__(self, engine: Engine, inventory: Inventory):
+    def __init__(self, engine: DockerEngine, inventory: Inventory):
         self.engine = engine
         self.inventory = inventory
 

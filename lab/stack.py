@@ -8,16 +8,13 @@ settings on one cluster, and its URNs stay `dev`'s.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.cluster import FILES_ENV
-from components.settings import (
+from components.fields import (
     CONFIG_NAMESPACE,
     HOST_KEYS_KEY,
     SSH_PRIVATE_KEY_KEY,
@@ -68,28 +65,9 @@ def config(lab: Lab, profile: str = STACK, alter: Alter | None = None) -> dict:
     return values
 
 
-@contextlib.contextmanager
-def files_root(files: Path | None) -> Iterator[None]:
-    """The program renders from `files` instead of the project's `files/` for the duration: the
-    program's own parameter for it is PIHALB_FILES_DIR (see components.cluster.files_root)."""
-    if files is None:
-        yield
-        return
-    before = os.environ.get(FILES_ENV)
-    os.environ[FILES_ENV] = str(files)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(FILES_ENV, None)
-        else:
-            os.environ[FILES_ENV] = before
-
-
 def declare(lab: Lab, profile: str = STACK, alter: Alter | None = None, files: Path | None = None) -> program.Program:
     """Run the program for the lab's stack under mocks: what `pulumi preview` would evaluate."""
-    with files_root(files):
-        return program.run(STACK, config(lab, profile, alter), program.SECRET_CONFIG_KEYS)
+    return program.run(STACK, config(lab, profile, alter), files)
 
 
 def engine(lab: Lab, log: Callable[[str], None] = print, stop_after: int | None = None) -> Engine:

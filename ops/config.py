@@ -14,15 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings import (
-    CONFIG_NAMESPACE,
-    SECRET_KEYS,
-    SSH_PRIVATE_KEY_KEY,
-    STATS_PASSWORD_KEY,
-    Settings,
-    check_secret,
-    load,
-)
+from components.fields import SSH_PRIVATE_KEY_KEY, STATS_PASSWORD_KEY
+from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, Settings, check_secret, load
 from harness.program import SECRET_CONFIG_KEYS, stack_file_config
 
 Layer = dict[str, Any]

@@ -16,12 +16,11 @@ from typing import Any, Protocol, TypeVar
 
 import paramiko
 
-from components import render
+from components import names
 from components.settings import Host, Settings
 from harness.ssh import Login, SshError
 from ops.config import StackConfig
 
-VRRP_STATE_FILE = "/run/pihalb-vrrp-state"  # written by the notify hook keepalived.sh installs
 BOOT_MARK = "/run/pihalb-ops-boot-mark"  # tmpfs: gone after a reboot, which is how ops sees one happened
 SECTION = re.compile(r"^@@(\S+)$", re.M)
 TRANSITION = re.compile(r"^(\S+) .*Entering (MASTER|BACKUP|FAULT) STATE", re.M)
@@ -90,10 +89,10 @@ def facts_script(host: Host) -> str:
         lines += [
             "echo @@keepalived; systemctl is-active keepalived 2>/dev/null || true",
             "echo @@restarts; systemctl show -p NRestarts --value keepalived 2>/dev/null || true",
-            f"echo @@state; cat {VRRP_STATE_FILE} 2>/dev/null || true",
+            f"echo @@state; cat {names.VRRP_STATE_FILE} 2>/dev/null || true",
             "echo @@journal; sudo -n journalctl -u keepalived -o short-iso --no-pager -n 1000 2>/dev/null"
             " | grep -E 'Entering (MASTER|BACKUP|FAULT) STATE' | tail -n 5 || true",
-            f"echo @@handover; sudo -n cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || true",  # root-only (keepalived)
+            f"echo @@handover; sudo -n cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || true",  # root-only (keepalived)
             f"echo @@stat; {runtime} 2>/dev/null || true",
         ]
     return "\n".join(lines) + "\n"
@@ -103,8 +102,8 @@ def runtime_command(command: str) -> str:
     """HAProxy's runtime API inside the balancer's container (files/scripts/haproxy-runtime.sh's way)."""
     inner = 'exec 3<>/dev/tcp/127.0.0.1/"$1" && printf "%s\\n" "$2" >&3 && timeout 5 cat <&3'
     return (
-        f"sudo -n docker exec {render.HAPROXY_CONTAINER} bash -c {shlex.quote(inner)} "
-        f"_ {render.HAPROXY_RUNTIME_PORT} {shlex.quote(command)}"
+        f"sudo -n docker exec {names.HAPROXY_CONTAINER} bash -c {shlex.quote(inner)} "
+        f"_ {names.HAPROXY_RUNTIME_PORT} {shlex.quote(command)}"
     )
 
 
@@ -113,7 +112,7 @@ def sections(text: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1].strip("\n") for i in range(1, len(parts) - 1, 2)}
 
 
-def parse_show_stat(text: str, backend: str = render.HAPROXY_BACKEND) -> dict[str, str]:
+def parse_show_stat(text: str, backend: str = names.HAPROXY_BACKEND) -> dict[str, str]:
     """Server name -> status (UP, DOWN, MAINT, "UP 1/2", ...) of `backend` in `show stat` CSV."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("#"):
@@ -131,7 +130,7 @@ def parse_show_stat(text: str, backend: str = render.HAPROXY_BACKEND) -> dict[st
     return view
 
 
-def in_flight(text: str, server: str, backend: str = render.HAPROXY_BACKEND) -> int:
+def in_flight(text: str, server: str, backend: str = names.HAPROXY_BACKEND) -> int:
     """Requests in flight to `server` (column scur) in `show stat` CSV; 0 when HAProxy did not answer."""
     if not text.strip():
         return 0
@@ -268,20 +267,20 @@ class SshCluster:
         return self.run(balancer, runtime_command(command), timeout=15)
 
     def kill_haproxy(self, balancer: str) -> None:
-        c = render.HAPROXY_CONTAINER
+        c = names.HAPROXY_CONTAINER
         self.run(balancer, f"sudo -n docker update --restart=no {c} >/dev/null && sudo -n docker kill {c} >/dev/null")
 
     def restore_haproxy(self, balancer: str) -> None:
-        c = render.HAPROXY_CONTAINER
+        c = names.HAPROXY_CONTAINER
         self.run(
             balancer,
-            f"sudo -n docker update --restart={render.RESTART_POLICY} {c} >/dev/null"
+            f"sudo -n docker update --restart={names.RESTART_POLICY} {c} >/dev/null"
             f" && sudo -n docker start {c} >/dev/null",
         )
 
     def set_handover(self, balancer: str, value: int) -> None:
         # In place (tee, not a rename): keepalived watches the file (files/scripts/balancer-leave.sh).
-        self.run(balancer, f"echo {int(value)} | sudo -n tee {render.VRRP_HANDOVER_FILE} >/dev/null")
+        self.run(balancer, f"echo {int(value)} | sudo -n tee {names.VRRP_HANDOVER_FILE} >/dev/null")
 
     def stop_keepalived(self, balancer: str) -> None:
         self.run(balancer, "sudo -n systemctl stop keepalived")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components import render
+from components import names, render
 from components.settings import Settings
 from ops.hosts import Cluster, HostUnreachable, in_flight, in_parallel, parse_show_stat
 from ops.status import verdict
@@ -95,7 +95,7 @@ class Rolling:
         return DONE
 
     def _reboot_server(self, name: str, role: str) -> None:
-        backend = render.HAPROXY_BACKEND
+        backend = names.HAPROXY_BACKEND
         for balancer in self.balancers:
             self.cluster.runtime(balancer, f"set server {backend}/{name} state maint")
         self.log(f"{name}: in maintenance on {', '.join(self.balancers)}")
@@ -104,7 +104,7 @@ class Rolling:
         )
         self._reboot_host(name)
         wait_for(
-            f"{name}'s {render.NGINX_CONTAINER} healthy",
+            f"{name}'s {names.NGINX_CONTAINER} healthy",
             lambda: self._container_healthy(name),
             self.t.container_s,
             self.clock,
@@ -138,7 +138,7 @@ class Rolling:
             self.clock.sleep(1)  # the peer's gratuitous ARP lands while this HAProxy still answers
         self._reboot_host(name)
         wait_for(
-            f"{name}'s {render.HAPROXY_CONTAINER} healthy",
+            f"{name}'s {names.HAPROXY_CONTAINER} healthy",
             lambda: self._container_healthy(name),
             self.t.container_s,
             self.clock,
@@ -170,7 +170,7 @@ class Rolling:
 
     def _container_healthy(self, name: str) -> bool:
         facts = self.cluster.facts()[name]
-        wanted = render.HAPROXY_CONTAINER if name in self.balancers else render.NGINX_CONTAINER
+        wanted = names.HAPROXY_CONTAINER if name in self.balancers else names.NGINX_CONTAINER
         container = facts.container(wanted)
         return bool(container and container.healthy)
 

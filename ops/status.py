@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import render
+from components import names
 from components.settings import Settings
 from ops.hosts import HostFacts
 
@@ -47,9 +47,9 @@ def balancer_problems(facts: HostFacts) -> list[str]:
         return [f"{name} unreachable ({facts.error})"]
     if facts.keepalived != "active":
         problems.append(f"{name}: keepalived {facts.keepalived}")
-    haproxy = facts.container(render.HAPROXY_CONTAINER)
+    haproxy = facts.container(names.HAPROXY_CONTAINER)
     if haproxy is None or not haproxy.healthy:
-        problems.append(f"{name}: {render.HAPROXY_CONTAINER} {_describe(haproxy)}")
+        problems.append(f"{name}: {names.HAPROXY_CONTAINER} {_describe(haproxy)}")
     if facts.vrrp_state == "FAULT":
         problems.append(f"{name}: keepalived in FAULT state")
     if facts.handover not in ("", "0"):
@@ -62,9 +62,9 @@ def server_problems(facts: HostFacts) -> list[str]:
     problems = _host_problems(facts)
     if problems is None:
         return [f"{name} unreachable ({facts.error})"]
-    nginx = facts.container(render.NGINX_CONTAINER)
+    nginx = facts.container(names.NGINX_CONTAINER)
     if nginx is None or not nginx.healthy:
-        problems.append(f"{name}: {render.NGINX_CONTAINER} {_describe(nginx)}")
+        problems.append(f"{name}: {names.NGINX_CONTAINER} {_describe(nginx)}")
     return problems
 
 
@@ -98,7 +98,7 @@ def verdict(settings: Settings, facts: dict[str, HostFacts]) -> Verdict:
     if not holders:
         return Verdict(OUTAGE, "outage", holders, [f"VIP {vip} held by no balancer", *degraded])
     holder = facts[holders[0]]
-    haproxy = holder.container(render.HAPROXY_CONTAINER)
+    haproxy = holder.container(names.HAPROXY_CONTAINER)
     if haproxy is None or haproxy.state != "running":
         return Verdict(OUTAGE, "outage", holders, [f"VIP on {holder.name}, whose HAProxy is not running", *degraded])
     if holder.servers and not any(_serving(s) for s in holder.servers.values()):
@@ -125,7 +125,7 @@ COLUMNS = ["host", "role", "address", "ssh", "docker", "container", "keepalived"
 def _row(facts: HostFacts) -> list[str]:
     if not facts.reachable:
         return [facts.name, facts.role, facts.address, "DOWN", *["-"] * 6]
-    container = render.HAPROXY_CONTAINER if facts.role == "balancer" else render.NGINX_CONTAINER
+    container = names.HAPROXY_CONTAINER if facts.role == "balancer" else names.NGINX_CONTAINER
     found = facts.container(container)
     state = "missing" if found is None else ("healthy" if found.healthy else found.status or found.state)
     vrrp = f"{facts.vrrp_state} since {facts.vrrp_since}" if facts.vrrp_state else "-"

@@ -72,11 +72,11 @@ def canned_invoke(token: str, args: dict) -> dict:
 def run_stack(stack_config):
     """Run the program on a stack's config (optionally altered first) under mocks, invokes canned."""
 
-    def run(stack: str, alter=None, declared=None, invoke=canned_invoke) -> program.Program:
+    def run(stack: str, alter=None, declared=None, invoke=canned_invoke, files=None) -> program.Program:
         config = stack_config(stack)
         if alter:
             alter(config)
-        return program.run(stack, config, program.SECRET_CONFIG_KEYS, declared=declared, invoke=invoke)
+        return program.run(stack, config, files, declared=declared, invoke=invoke)
 
     return run
 
@@ -121,14 +121,13 @@ def backup(lab) -> str:
 
 
 @pytest.fixture
-def files_copy(tmp_path, monkeypatch):
-    """Point the program at a copy of `files/` (the same path before and after a change: paths are inputs)."""
+def files_copy(tmp_path):
+    """A copy of `files/` for the program to render from (`files=`; the same path before and after a change:
+    paths are inputs)."""
     import shutil
 
     from components import render
-    from components.cluster import FILES_ENV
 
     files = tmp_path / "files"
     shutil.copytree(render.FILES, files)
-    monkeypatch.setenv(FILES_ENV, str(files))
     return files

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from components import render
+from components import names, render
 
 pytestmark = pytest.mark.artifact
 
@@ -85,7 +85,7 @@ def stats_login(cfg: str, passwords: list[str], tmp_path: Path) -> list[int]:
     """Start the rendered stats frontend on loopback with the real haproxy; the status of each login."""
     port = free_port()
     stats = cfg[cfg.index("frontend stats") :].replace(
-        f"bind *:{render.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{port}"
+        f"bind *:{names.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{port}"
     )
     path = tmp_path / "stats.cfg"
     path.write_text(
@@ -289,7 +289,7 @@ def test_dockerfiles_name_their_base_as_a_build_arg():
     assert "USER haproxy" in (render.FILES / "haproxy" / "Dockerfile").read_text()
 
 
-# ---- issue 12: accepted values reach the daemons as written ------------------------------------------
+# ---- accepted values reach the daemons as written ------------------------------------------
 
 
 def _stats_password(value):
@@ -335,7 +335,7 @@ def test_health_check_path_with_quote_and_dollar_passes_haproxy(run_stack, tmp_p
 
 def test_daemon_limits_are_the_settings_limits(run_stack):
     """The largest timer, every retry-on keyword: accepted by the settings and by haproxy itself."""
-    from components.settings import HAPROXY_MAX_TIMER_MS, RETRY_ON_KEYWORDS
+    from components.fields import HAPROXY_MAX_TIMER_MS, RETRY_ON_KEYWORDS
 
     def alter(config):
         config["pihalb:cluster"]["haproxy"].update(
@@ -380,13 +380,13 @@ def _dev_cluster():
 
 def test_every_dockerfile_stage_is_labelled_first_so_its_build_leftovers_are_found():
     """pulumi-docker's classic build keeps a stopped container per step; the prune steps find ours by
-    render.IMAGE_LABEL, which a step's container carries only if the label comes before that step."""
+    names.IMAGE_LABEL, which a step's container carries only if the label comes before that step."""
     for kind in ("haproxy", "nginx"):
         lines = [line.strip() for line in (render.FILES / kind / "Dockerfile").read_text().splitlines()]
         code = [line for line in lines if line and not line.startswith("#")]
         stages = [i for i, line in enumerate(code) if line.startswith("FROM ")]
         assert stages, kind
         for i in stages:
-            assert code[i + 1] == f"LABEL {render.IMAGE_LABEL}={kind}", f"{kind}: {code[i]} is not labelled first"
+            assert code[i + 1] == f"LABEL {names.IMAGE_LABEL}={kind}", f"{kind}: {code[i]} is not labelled first"
     haproxy = (render.FILES / "haproxy" / "Dockerfile").read_text()
-    assert f"LABEL {render.BUILD_OF_LABEL}=${{{render.BUILD_OF_ARG}}}" in haproxy
+    assert f"LABEL {names.BUILD_OF_LABEL}=${{{names.BUILD_OF_ARG}}}" in haproxy

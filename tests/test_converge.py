@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from harness import program
-from harness.plan import make_plan, render
+from harness.plan import make_plan, preview_text
 
 from .conftest import STACKS, canned_invoke
 from .converge import Hosts, MemoryCheckpoint, Stopped, converged, up
@@ -26,7 +26,7 @@ def test_a_converged_stack_plans_no_step_and_an_up_changes_nothing(run_stack, st
     again = run_stack(stack)
     plan = make_plan(again, checkpoint)
     assert plan.kinds() == {} and plan.changes == 0
-    assert "    0 changes." in render(plan, stack)
+    assert "    0 changes." in preview_text(plan, stack)
     quiet = hosts.copy()
     up(checkpoint, again, quiet)
     assert quiet.operations == []  # no command ran, nothing was built, created or deleted
@@ -118,7 +118,7 @@ def programs(stack_config, files_copy):
         config = stack_config(profile)
         if alter:
             alter(config)
-        return program.run("dev", config, program.SECRET_CONFIG_KEYS, invoke=canned_invoke)
+        return program.run("dev", config, files_copy, invoke=canned_invoke)
 
     def capture(change: str):
         before_profile, after_profile, alter, files_change = CHANGES[change]

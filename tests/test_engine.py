@@ -16,7 +16,7 @@ import pytest
 from harness import rules
 from harness.command_ops import InitError
 from harness.engine import Engine, Stopped
-from harness.plan import make_plan, render
+from harness.plan import make_plan, preview_text, resource_of
 from harness.program import Declared, Program
 from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint
 
@@ -328,7 +328,7 @@ def test_preview_prints_pulumi_like_lines_and_touches_nothing(tmp_path):
     program = Program(
         "t", [command("a", "v2", delete="undo"), command("new"), provider(), container("web", "img:2")], {}
     )
-    text = render(eng.preview(program), "t")
+    text = preview_text(eng.preview(program), "t")
     assert recorder.calls == [] and (tmp_path / "state.json").read_text() == before
     assert " ~   command:remote:Command" in text and "[diff: ~stdin]" in text
     assert " +-  docker:index/container:Container" in text and "replace: image; delete before replace" in text
@@ -337,12 +337,15 @@ def test_preview_prints_pulumi_like_lines_and_touches_nothing(tmp_path):
 
 
 def test_make_plan_needs_rules_for_every_type(tmp_path):
-    odd = Declared("aws:s3/bucket:Bucket", "b", {"x": 1}, None, urn("aws:s3/bucket:Bucket", "b"), STACK, [])
-    checkpoint = Checkpoint.load(tmp_path / "none.json")
-    make_plan(Program("t", [odd], {}), checkpoint)  # a create needs no diff
-    up(tmp_path, [command("a")])
-    with pytest.raises(ValueError, match="no diff rules"):
-        rules.provider_diff("aws:s3/bucket:Bucket", {"x": 1}, {"x": 2})
+    """A type without diff rules can be created (nothing to diff), but its next plan refuses to guess."""
+    bucket = "aws:s3/bucket:Bucket"
+    checkpoint = Checkpoint.load(tmp_path / "state.json")
+    declared = Declared(bucket, "b", {"x": 1}, None, urn(bucket, "b"), STACK, [])
+    assert make_plan(Program("t", [declared], {}), checkpoint).kinds() == {"b": "create"}  # a create needs no diff
+    checkpoint.put(resource_of(declared))
+    changed = Declared(bucket, "b", {"x": 2}, None, urn(bucket, "b"), STACK, [])
+    with pytest.raises(ValueError, match=f"no diff rules for resource type {bucket}"):
+        make_plan(Program("t", [changed], {}), checkpoint)
 
 
 def test_an_image_must_pin_the_classic_builder_the_lab_drives(tmp_path):

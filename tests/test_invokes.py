@@ -103,7 +103,7 @@ def test_the_lab_engines_capture_runs_each_hosts_check_for_real(stack_config, fa
     """program.run's default: every check runs through the local ssh, the script on its stdin, the key a
     file name on its command line (never the key, nor any other secret)."""
     config = stack_config("dev")
-    declared = program.run("dev", config, program.SECRET_CONFIG_KEYS)  # no canned invoke: the real one
+    declared = program.run("dev", config)  # no canned invoke: the real one
     runs = calls(fake_ssh)
     addresses = sorted(h["address"] for h in hosts_of(config))
     assert sorted(args[args.index("--") + 1] for args, _ in runs) == addresses
@@ -121,7 +121,7 @@ def test_a_failed_check_fails_the_run_naming_the_host(stack_config, fake_ssh, mo
     down = hosts_of(config)[2]
     monkeypatch.setenv("FAKE_SSH_DOWN", down["address"])
     with pytest.raises(StepError) as failed:
-        program.run("dev", config, program.SECRET_CONFIG_KEYS)
+        program.run("dev", config)
     message = str(failed.value)
     assert f"connectivity check of {down['name']} (pi@{down['address']}:22) failed (exit 255)" in message
     assert "No route to host" in message

@@ -13,12 +13,13 @@ import time
 
 import pytest
 
-from components import render
+from components import names, render
 from components.render import Renderer
 from drills import faults, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, servers_seen_by, wait_until
 from harness.command_ops import StepError
+from lab.inventory import HOST_USER
 from lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -118,16 +119,16 @@ def test_rejoin_gives_the_vip_priority_back_only_to_a_healthy_haproxy(deployed, 
     balancer's VRRP priority onto an HAProxy that is not healthy (here stopped), and fail naming it."""
     rejoin = Renderer(render.FILES).balancer_rejoin_script()
     rejoin = rejoin.replace(f"HEALTHY_TIMEOUT_S={render.READY_TIMEOUT_S}\n", "HEALTHY_TIMEOUT_S=3\n")
-    handover = f"cat {render.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0"
-    run_rejoin = f"sudo -u {lab.ssh_user} bash -s <<'REJOIN'\n{rejoin}\nREJOIN"
-    lab.sh(backup, f"echo 1 > {render.VRRP_HANDOVER_FILE} && docker stop {render.HAPROXY_CONTAINER}")
+    handover = f"cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0"
+    run_rejoin = f"sudo -u {HOST_USER} bash -s <<'REJOIN'\n{rejoin}\nREJOIN"
+    lab.sh(backup, f"echo 1 > {names.VRRP_HANDOVER_FILE} && docker stop {names.HAPROXY_CONTAINER}")
     try:
         code, output = lab.sh(backup, run_rejoin, check=False)
-        assert code != 0 and f"waiting for {render.HAPROXY_CONTAINER} healthy" in output, output
+        assert code != 0 and f"waiting for {names.HAPROXY_CONTAINER} healthy" in output, output
         assert lab.sh(backup, handover)[1].strip() == "1"  # still handed over: the peer keeps the VIP
     finally:
-        lab.sh(backup, f"docker start {render.HAPROXY_CONTAINER}")
-    health = f"docker inspect -f '{{{{.State.Health.Status}}}}' {render.HAPROXY_CONTAINER}"
+        lab.sh(backup, f"docker start {names.HAPROXY_CONTAINER}")
+    health = f"docker inspect -f '{{{{.State.Health.Status}}}}' {names.HAPROXY_CONTAINER}"
     wait_until("HAProxy healthy again", lambda: lab.sh(backup, health)[1].strip() == "healthy", 30)
     code, output = lab.sh(backup, run_rejoin.replace("HEALTHY_TIMEOUT_S=3", "HEALTHY_TIMEOUT_S=30"), check=False)
     assert code == 0 and "VRRP priority restored" in output, output

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from bench.sweep import Change, sweep
-from components import render
+from components import names, render
+from components.debian import HAPROXY_PINNED_VERSION
 from components.settings import Settings, parse_cluster
 from drills import maintenance, stack
 from drills.load import Load, Recording
@@ -86,13 +87,13 @@ def assert_healthy(lab: Lab) -> None:
 
 def assert_no_build_leftovers(lab: Lab) -> None:
     """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
-    ours but the build cache of the current tag (render.BUILD_OF_LABEL)."""
+    ours but the build cache of the current tag (names.BUILD_OF_LABEL)."""
     for host in lab.hosts:
         stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
         assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
         tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
-        untagged = f"docker images -q --filter dangling=true --filter label={render.IMAGE_LABEL}"
-        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{render.BUILD_OF_LABEL}\"}}}}'"
+        untagged = f"docker images -q --filter dangling=true --filter label={names.IMAGE_LABEL}"
+        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{names.BUILD_OF_LABEL}\"}}}}'"
         left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
         stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
         assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
@@ -154,7 +155,7 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
         assert done(f"{following}-nginx-container").started >= back
     # Each old nginx got its stop signal (SIGQUIT: finish what is in flight) and no SIGKILL after it.
     for server in names:
-        events = f"docker events --since {since} --until $(date +%s) --filter container={render.NGINX_CONTAINER}"
+        events = f"docker events --since {since} --until $(date +%s) --filter container={names.NGINX_CONTAINER}"
         signals = lab.sh(server, f"{events} --filter event=kill --format '{{{{.Actor.Attributes.signal}}}}'")[1]
         assert signals.split() == ["3"], (server, signals)
     assert_no_request_failed(recording)
@@ -213,7 +214,7 @@ def test_a_haproxy_source_version_rolls_backup_then_master(changes, lab):
     """Pinning the version Debian serves here: a new build argument, so new images and containers. HAProxy
     is compiled again on both balancers (8 min on the lab), so CI leaves it out (`scripts/test -m slow`);
     the base-image test below rolls the balancers the same way with its builds cached."""
-    changes.values["haproxy.source.version"] = "2.6.12-1+deb12u3"
+    changes.values["haproxy.source.version"] = HAPROXY_PINNED_VERSION
     applied, recording = changes.apply_under_load()
     assert changed(applied) == on_balancers(lab, "image", "image-prune", "config", "leave") | on_balancers(
         lab, "container", kind="replace"
@@ -257,9 +258,9 @@ def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes
     rebuilt = {f"{server}-nginx-image": "replace", f"{server}-nginx-image-prune": "update"}
     assert changed(applied) == rebuilt | {f"{server}-nginx-container": "replace"} | drains
     tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
-    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {render.NGINX_CONTAINER}")[1].strip()
+    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {names.NGINX_CONTAINER}")[1].strip()
     assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
-    assert lab.sh(server, f"docker exec {render.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
+    assert lab.sh(server, f"docker exec {names.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
@@ -385,7 +386,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     good = dockerfile.read_text()
     dockerfile.write_text(good + 'CMD ["nginx", "-g", "daemon off; no_such_directive on;"]\n')
     first, *others = [s.name for s in lab.servers]
-    inspect = f"docker inspect -f '{{{{.Id}}}}' {render.NGINX_CONTAINER}"
+    inspect = f"docker inspect -f '{{{{.Id}}}}' {names.NGINX_CONTAINER}"
     before = {server: lab.sh(server, inspect, check=False)[1] for server in others}
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from components import render
+from components import names, render
 from drills import faults, power, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, keepalived_state, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
@@ -144,9 +144,9 @@ def test_drill_moves_the_vip_and_back_and_prints_one_summary(serving, lab, maste
     assert re.search(r"(outage \d+\.\d\ds|no request failed) \(\d+ of \d+ requests failed\)", summary), summary
     assert lab.vip_holders() == [master]
     # the notify hook saw both transitions, in the journal and in the state file status reads
-    assert lab.sh(master, "cat /run/pihalb-vrrp-state")[1].startswith("MASTER ")
-    assert lab.sh(backup, "cat /run/pihalb-vrrp-state")[1].startswith("BACKUP ")
-    journal = lab.sh(backup, "journalctl -t pihalb-vrrp -o cat --no-pager")[1]
+    assert lab.sh(master, f"cat {names.VRRP_STATE_FILE}")[1].startswith("MASTER ")
+    assert lab.sh(backup, f"cat {names.VRRP_STATE_FILE}")[1].startswith("BACKUP ")
+    journal = lab.sh(backup, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager")[1]
     assert "entered MASTER state" in journal and "entered BACKUP state" in journal
     document = json.loads(ops("status", "--stack", "dev", "--json").stdout)
     transitions = next(h for h in document["hosts"] if h["name"] == backup)["transitions"]
@@ -175,7 +175,9 @@ def test_metrics_on_the_stats_port_return_haproxy_series(serving, lab):
         series = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line.startswith("haproxy_")}
         assert {"haproxy_process_uptime_seconds", "haproxy_frontend_http_requests_total"} <= series, sorted(series)
         for server in lab.servers:
-            assert f'haproxy_server_status{{proxy="servers",server="{server.name}",state="UP"}} 1' in body
+            assert (
+                f'haproxy_server_status{{proxy="{names.HAPROXY_BACKEND}",server="{server.name}",state="UP"}} 1' in body
+            )
         assert _get(address, lab.stats_port, "/metrics", None)[0] == 401
         assert _get(address, lab.stats_port, "/stats", None)[0] == 401
 

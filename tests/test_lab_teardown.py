@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import render
+from components import names
 from drills import stack
 
 pytestmark = pytest.mark.lab
@@ -18,7 +18,7 @@ def test_destroy_leaves_nothing_of_ours_on_any_host(deployed, lab):
     checks = {
         "containers": "sudo docker ps -aq",  # the services' and the builds' (ours are all the lab hosts run)
         "images": f"sudo docker images -aq --filter 'reference=localhost/pihalb/*'; "
-        f"sudo docker images -aq --filter label={render.IMAGE_LABEL}",
+        f"sudo docker images -aq --filter label={names.IMAGE_LABEL}",
         "sudoers": "ls /etc/sudoers.d/pihalb 2>/dev/null || true",
         "units": "systemctl list-unit-files 'pihalb*' --no-legend; systemctl is-active keepalived || true",
         "files": "ls -d /etc/pihalb /etc/keepalived/keepalived.conf /etc/systemd/system/pihalb-*"

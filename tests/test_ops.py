@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from components import render
+from components import names, render
 from components.settings import CLUSTER_KEY, CONFIG_NAMESPACE, parse_cluster
 from harness import program
 from ops import __main__ as cli
@@ -49,7 +49,7 @@ def host_text(settings, name: str, holder: list[str], view: dict[str, str] | Non
     """What facts_script prints on a healthy host; `overrides` replace whole sections."""
     host = next(h for h in settings.cluster.hosts if h.name == name)
     vip = settings.cluster.vrrp.vip.ip
-    container = render.HAPROXY_CONTAINER if host.role == "balancer" else render.NGINX_CONTAINER
+    container = names.HAPROXY_CONTAINER if host.role == "balancer" else names.NGINX_CONTAINER
     addr = f"2: eth0    inet {host.address}/24 brd 172.30.42.255 scope global eth0\\       valid_lft forever"
     if name in holder:
         addr += f"\n2: eth0    inet {vip}/24 scope global secondary eth0\\       valid_lft forever"
@@ -103,7 +103,7 @@ class FakeCluster:
         if self.fixed is not None:
             return copy.deepcopy(self.fixed)
         overrides = {
-            name: {"containers": f"{render.HAPROXY_CONTAINER}\texited\tExited (137) 1 second ago"}
+            name: {"containers": f"{names.HAPROXY_CONTAINER}\texited\tExited (137) 1 second ago"}
             for name in self.haproxy_dead
         }
         return cluster_facts(self.settings, self.holder, {b: self._view() for b in ("lb1", "lb2")}, **overrides)
@@ -175,8 +175,8 @@ def test_facts_of_a_balancer_are_parsed_from_one_script_output(settings):
     assert (lb1.vrrp_state, lb1.vrrp_since) == ("MASTER", "2026-11-28T16:10:05.123Z")
     assert [t.state for t in lb1.transitions] == ["BACKUP", "MASTER"]
     assert lb1.servers == {"server1": "UP", "server2": "UP", "server3": "UP"}
-    assert lb1.container(render.HAPROXY_CONTAINER).healthy and lb1.keepalived_restarts == 0
-    assert facts["server1"].container(render.NGINX_CONTAINER).healthy
+    assert lb1.container(names.HAPROXY_CONTAINER).healthy and lb1.keepalived_restarts == 0
+    assert facts["server1"].container(names.NGINX_CONTAINER).healthy
     assert facts["server1"].servers == {} and facts["server1"].keepalived == "-"
 
 
@@ -191,10 +191,10 @@ def test_the_facts_script_asks_what_status_needs():
         "docker ps",
         "ip -4 -o addr",
         "journalctl -u keepalived -o short-iso",
-        "/run/pihalb-vrrp-state",
+        names.VRRP_STATE_FILE,
         "show stat",
         '/dev/tcp/127.0.0.1/"$1"',
-        str(render.HAPROXY_RUNTIME_PORT),
+        str(names.HAPROXY_RUNTIME_PORT),
     ):
         assert needle in balancer, needle
     server = facts_script(Host(name="s1", address="10.0.0.3", role="server"))
@@ -230,7 +230,7 @@ def test_one_server_down_on_the_balancers_is_degraded(settings):
 
 @unit
 def test_a_stopped_nginx_container_is_degraded(settings):
-    stopped = {"containers": f"{render.NGINX_CONTAINER}\texited\tExited (0) 3 seconds ago"}
+    stopped = {"containers": f"{names.NGINX_CONTAINER}\texited\tExited (0) 3 seconds ago"}
     result = status.verdict(settings, cluster_facts(settings, server3=stopped))
     assert result.code == 1 and any(p.startswith("server3: pihalb-nginx exited") for p in result.problems)
 
@@ -261,7 +261,7 @@ def test_vip_on_no_balancer_is_an_outage(settings):
 
 @unit
 def test_vip_on_a_balancer_whose_haproxy_is_dead_is_an_outage(settings):
-    dead = {"containers": f"{render.HAPROXY_CONTAINER}\texited\tExited (137) 2 seconds ago", "stat": ""}
+    dead = {"containers": f"{names.HAPROXY_CONTAINER}\texited\tExited (137) 2 seconds ago", "stat": ""}
     assert status.verdict(settings, cluster_facts(settings, lb1=dead)).code == 2
 
 
@@ -283,7 +283,7 @@ def test_status_json_shape_and_exit_code(settings, capsys):
     lb1 = document["hosts"][3]
     assert lb1["holds_vip"] is True and lb1["servers"]["server1"] == "UP" and lb1["vrrp_state"] == "MASTER"
     assert lb1["transitions"][-1] == {"at": "2026-11-28T16:10:05+0000", "state": "MASTER"}
-    assert lb1["containers"][render.HAPROXY_CONTAINER]["state"] == "running"
+    assert lb1["containers"][names.HAPROXY_CONTAINER]["state"] == "running"
 
 
 # ---- reboot, shutdown, drill ---------------------------------------------------------------------------
@@ -437,29 +437,36 @@ def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkey
 # ---- the keepalived notify hook and restart drop-in, as keepalived.sh ships them -----------------------
 
 
+def _dev_cluster():
+    return parse_cluster(program.stack_file_config("dev")[f"{CONFIG_NAMESPACE}:{CLUSTER_KEY}"])
+
+
 def _keepalived_script() -> str:
-    cluster = parse_cluster(program.stack_file_config("dev")[f"{CONFIG_NAMESPACE}:{CLUSTER_KEY}"])
-    return render.Renderer(render.FILES).keepalived_script(cluster, "global_defs {\n}\n", pause_for_peer=False)
+    return render.Renderer(render.FILES).keepalived_script(_dev_cluster(), "global_defs {\n}\n", pause_for_peer=False)
 
 
 def _notify_script() -> str:
     match = re.search(r"<<'NOTIFY'\n(.*?)\nNOTIFY\n", _keepalived_script(), re.S)
     assert match, "keepalived.sh carries the notify hook in a quoted here-document"
-    return match.group(1) + "\n"
+    # keepalived.sh puts its inputs in for these after the quoted here-document, as the test does here.
+    return match.group(1).replace("@LOG_TAG@", names.VRRP_LOG_TAG) + "\n"
 
 
 @unit
 def test_keepalived_sh_installs_the_hook_and_the_restart_drop_in_before_the_config():
     script = _keepalived_script()
-    hook = script.index("/usr/local/sbin/pihalb-keepalived-notify")
+    hook = script.index('install_if_different "$notify_script" 0755 "$NOTIFY"')
     dropin = script.index("/etc/systemd/system/keepalived.service.d/pihalb-restart.conf")
     assert hook < dropin < script.index("keepalived --config-test")
     assert "[Service]\nRestart=on-failure\nRestartSec=1" in script and "daemon-reload" in script
     delete = render.Renderer(render.FILES).keepalived_delete_script()
-    for path in ("/usr/local/sbin/pihalb-keepalived-notify", "pihalb-restart.conf", "/run/pihalb-vrrp-state"):
+    for path in (names.KEEPALIVED_NOTIFY, "pihalb-restart.conf", names.VRRP_STATE_FILE):
         assert path in delete
-    conf_template = (render.FILES / "templates" / "keepalived.conf.j2").read_text()
-    assert "notify /usr/local/sbin/pihalb-keepalived-notify" in conf_template
+    assert f"\nNOTIFY={names.KEEPALIVED_NOTIFY}\n" in script and f"\nSTATE_FILE={names.VRRP_STATE_FILE}\n" in script
+    cluster = _dev_cluster()
+    master, backup = sorted((h for h in cluster.hosts if h.role == "balancer"), key=lambda h: -(h.priority or 0))
+    conf = render.Renderer(render.FILES).keepalived_conf(cluster, master, backup, master, "secret")
+    assert f"\n    notify {names.KEEPALIVED_NOTIFY}\n" in conf
 
 
 @pytest.mark.artifact
@@ -473,7 +480,7 @@ def test_notify_hook_logs_and_writes_state_and_timestamp(tmp_path):
     (bin_dir / "logger").chmod(0o755)
     state = tmp_path / "state"
     runnable = tmp_path / "runnable"
-    runnable.write_text(hook.replace("/run/pihalb-vrrp-state", str(state)))
+    runnable.write_text(hook.replace("@STATE_FILE@", str(state)))
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     for new_state in ("BACKUP", "MASTER"):
         subprocess.run(["sh", str(runnable), "INSTANCE", "VI_1", new_state, "101"], env=env, check=True)

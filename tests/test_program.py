@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components import render
+from components import names
 from components.remote import CHECK_TIMEOUT_S, RUN_SCRIPT_FROM_STDIN, RUN_SCRIPT_WITH_RUN_ID, run_script_from_stdin
 from harness.plan import make_plan
 from harness.program import Program, computed
@@ -170,7 +170,7 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
             assert 'script "/usr/bin/killall -0 haproxy"' in conf
             assert f"interval {track['interval']}" in conf and "track_script {" in conf
         else:
-            assert f"file {render.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
+            assert f"file {names.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
         assert f"weight {track['weight']}" in conf
         assert (f"auth_pass {VRRP_PASSWORD}" in conf) == (cluster["vrrp"]["version"] == 2)
     assert states == {"MASTER": 101, "BACKUP": 100}
@@ -314,9 +314,12 @@ def test_nothing_changed_plans_no_step(run_stack, stack):
 
 
 def test_a_changed_haproxy_template_updates_the_config_steps_in_place(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "templates/haproxy.cfg.j2")
-    assert planned(before, run_stack("dev")) == {"lb1-haproxy-config": "update", "lb2-haproxy-config": "update"}
+    assert planned(before, run_stack("dev", files=files_copy)) == {
+        "lb1-haproxy-config": "update",
+        "lb2-haproxy-config": "update",
+    }
 
 
 def test_a_changed_keepalived_value_updates_keepalived_resumes_the_backup_and_deletes_nothing(run_stack):
@@ -332,9 +335,9 @@ def test_a_changed_keepalived_value_updates_keepalived_resumes_the_backup_and_de
 
 
 def test_a_changed_dockerfile_rebuilds_its_images_and_replaces_their_containers(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "nginx/Dockerfile")
-    changes = planned(before, run_stack("dev"))
+    changes = planned(before, run_stack("dev", files=files_copy))
     servers = [h["name"] for h in hosts(before, "server")]
     rolling = {f"{s}-nginx-drain-on-{lb}": "update" for s in servers for lb in ("lb1", "lb2")}
     rolling |= {f"{s}-nginx-ready-on-{lb}": "replace" for s in servers for lb in ("lb1", "lb2")}  # new container
@@ -418,9 +421,9 @@ def test_the_backups_keepalived_waits_stopped_until_the_master_has_reloaded(prog
 
 
 def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "haproxy/Dockerfile")
-    changes = planned(before, run_stack("dev"))
+    changes = planned(before, run_stack("dev", files=files_copy))
     steps = ("image", "image-prune", "leave")
     rolled = {f"{lb}-haproxy-{step}": "update" for lb in ("lb1", "lb2") for step in steps}
     rejoins = {f"{lb}-haproxy-rejoin": "replace" for lb in ("lb1", "lb2")}  # after its leave, a new container
@@ -431,7 +434,7 @@ def test_a_new_image_replaces_one_container_and_reruns_only_its_rolling_steps(ru
 
 
 def test_a_page_change_rewrites_the_page_and_leaves_the_container(run_stack, files_copy):
-    before = run_stack("dev")
+    before = run_stack("dev", files=files_copy)
     _append_comment(files_copy, "templates/index.html.j2")
     servers = [h["name"] for h in hosts(before, "server")]
-    assert planned(before, run_stack("dev")) == {f"{s}-nginx-page": "update" for s in servers}
+    assert planned(before, run_stack("dev", files=files_copy)) == {f"{s}-nginx-page": "update" for s in servers}

@@ -1,4 +1,4 @@
-"""Property-based tests (issue 12): for every free-text and numeric field, generated values are run
+"""Property-based tests: for every free-text and numeric field, generated values are run
 through the program under mocks. A refused value names its key and the fix, with nothing declared; an
 accepted value goes through the real consumer (haproxy -c, keepalived --config-test, visudo, bash -n),
 and where the daemon can echo it (a stats login, keepalived's dump) it must come back unchanged.
@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components import render
-from components.settings import BALANCE_ALGORITHMS, CONFIG_NAMESPACE, RETRY_ON_KEYWORDS, ConfigError, load
+from components.fields import RETRY_ON_KEYWORDS
+from components.settings import BALANCE_ALGORITHMS, CONFIG_NAMESPACE, ConfigError, load
 from harness import program as harness
 
 from .conftest import canned_invoke
@@ -82,7 +83,7 @@ def run_stack(stack_config):
         prefix = f"{CONFIG_NAMESPACE}:"
         keys = {k.removeprefix(prefix): k in harness.SECRET_CONFIG_KEYS for k in config if k.startswith(prefix)}
         load(get, get, keys)
-        return harness.run(stack, config, harness.SECRET_CONFIG_KEYS, invoke=canned_invoke)
+        return harness.run(stack, config, invoke=canned_invoke)
 
     return run_or_refuse
 
@@ -185,7 +186,7 @@ def test_haproxy_numbers(run_stack, drawn):
         for field, value in values.items():
             cluster_path(field, value)(config)
 
-    # Two ports drawn alike, or one on SSH's 22, are refused naming one of them (issue 21).
+    # Two ports drawn alike, or one on SSH's 22, are refused naming one of them.
     ports = ("cluster.haproxy.frontendPort", "cluster.haproxy.statsPort", "cluster.nginx.serverPort")
     program = outcome(run_stack, alter, f"cluster.{wild}", *ports)
     if program:
@@ -344,7 +345,7 @@ def test_host_address(run_stack, address):
         assert f" {address}:80 check\n" in haproxy_cfg(program)
 
 
-# ---- ports on one host (issue 21) ---------------------------------------------------------------------
+# ---- ports on one host --------------------------------------------------------------------------------
 
 PORT = st.one_of(st.sampled_from([22, 80, 2222, 8080, 8404]), st.integers(1, 65535))
 

@@ -6,8 +6,9 @@ import warnings
 
 import pulumi
 import pytest
+from pydantic import ValidationError
 
-from components import settings
+from components import fields, secrets, settings
 from components.settings import ConfigError
 from harness import program
 
@@ -164,7 +165,7 @@ def test_every_problem_of_a_model_is_reported_at_once(run_stack):
     assert "pihalb:cluster.haproxy.frontendPort" in str(caught.value)
 
 
-# ---- issue 12: every accepted value reaches its daemon as written; every other one is refused ----------
+# ---- every accepted value reaches its daemon as written; every other one is refused ----------
 
 
 def _keys():
@@ -320,7 +321,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_issue12_bad_value_is_refused_before_any_resource(run_stack, case):
+def test_bad_value_is_refused_before_any_resource(run_stack, case):
     assert_refused_before_any_resource(run_stack, *REFUSED[case])
 
 
@@ -347,13 +348,13 @@ ACCEPTED = {
     "largest timer": _set("haproxy.timeouts.serverMs", 2_147_483_647),
     "advert 0.01 s with v3": _vrrp(version=3, advertInterval=0.01),
     "advert 40.95 s with v3": _vrrp(version=3, advertInterval=40.95),
-    "every retry-on keyword": _set("haproxy.retryOn", " ".join(k for k in settings.RETRY_ON_KEYWORDS if k != "none")),
+    "every retry-on keyword": _set("haproxy.retryOn", " ".join(k for k in fields.RETRY_ON_KEYWORDS if k != "none")),
     "user with '_' and '-'": _set("ssh.user", "_deploy-user1"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
-def test_issue12_good_value_is_accepted(run_stack, case):
+def test_good_value_is_accepted(run_stack, case):
     assert run_stack("dev", ACCEPTED[case]).resources
 
 
@@ -371,12 +372,30 @@ def test_secret_errors_never_repeat_the_secret(run_stack):
     assert "short#1" not in str(caught.value) and "pihalb:statsPassword" in str(caught.value)
 
 
-def test_secret_rules_come_from_one_table():
-    assert settings.SECRET_KEYS == ("sshPrivateKey", "vrrpPassword", "statsPassword")
-    assert set(settings.SECRET_KEYS) == {f.alias for f in settings.Secrets.model_fields.values()}
+@pytest.mark.parametrize("key", ["sshPrivateKey", "vrrpPassword", "statsPassword"])
+def test_secret_rules_come_from_one_table(key, ssh_private_key):
+    """Each secret the program reads is checked by the rule `Secrets` declares for it, and by no other: the
+    same values are accepted and refused by the table's model and by `check_secret`, and the program marks
+    the key secret and says how to set it."""
+    good = {"sshPrivateKey": ssh_private_key, "vrrpPassword": "vr5ecret", "statsPassword": STATS_PASSWORD}
+    samples = [good[key], "x", "12345678", "a${b}", "has space", "é" * 9, "-----BEGIN OPENSSH PRIVATE KEY-----"]
+    for value in samples:
+        try:
+            secrets.Secrets.model_validate(good | {key: value})
+            by_table = True
+        except ValidationError:
+            by_table = False
+        try:
+            settings.check_secret(key, value)
+            by_check = True
+        except ConfigError:
+            by_check = False
+        assert by_table == by_check, (key, value)
+    assert f"{settings.CONFIG_NAMESPACE}:{key}" in program.SECRET_CONFIG_KEYS
+    assert fields.SET_SECRET[key].startswith(f"pulumi config set --secret {settings.CONFIG_NAMESPACE}:{key} ")
 
 
-# ---- issue 21: values each valid alone, refused together (or with the hosts), naming the keys ---------
+# ---- values each valid alone, refused together (or with the hosts), naming the keys ---------
 
 
 def _both(*alters):
@@ -481,7 +500,7 @@ TOGETHER_REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_REFUSED))
-def test_issue21_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
+def test_values_that_do_not_work_together_are_refused_before_any_resource(run_stack, case):
     assert_refused_before_any_resource(run_stack, *TOGETHER_REFUSED[case])
 
 
@@ -495,19 +514,19 @@ TOGETHER_ACCEPTED = {
 
 
 @pytest.mark.parametrize("key", settings.SECRET_KEYS)
-def test_issue21_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
+def test_a_secret_set_as_a_plain_value_is_refused_with_the_command_to_set_it(stack_config, key):
     """`pulumi config set` without --secret: the value would be in plain text in the stack file and state."""
     registered = []
     held_as_secrets = [name for name in program.SECRET_CONFIG_KEYS if name != f"pihalb:{key}"]
     with pytest.raises(ConfigError) as caught:
-        program.run("dev", stack_config("dev"), held_as_secrets, declared=registered)
+        program.run("dev", stack_config("dev"), secret_keys=held_as_secrets, declared=registered)
     assert str(caught.value).startswith(f"pihalb:{key}: set as a plain value")
-    assert f"Fix: run `{settings.SET_SECRET[key]}`" in str(caught.value)
-    assert settings.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
+    assert f"Fix: run `{fields.SET_SECRET[key]}`" in str(caught.value)
+    assert fields.SET_SECRET[key].startswith(f"pulumi config set --secret pihalb:{key} ")
     assert registered == []
 
 
-def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
+def test_the_running_stack_keys_are_read_as_the_language_host_passes_them(monkeypatch):
     """A real `pulumi up`: the Python language host puts every config key in PULUMI_CONFIG and the secret
     ones in PULUMI_CONFIG_SECRET_KEYS, then hands both to set_all_config (pulumi-language-python-exec)."""
     import json
@@ -527,7 +546,7 @@ def test_issue21_the_running_stack_keys_are_read_as_the_language_host_passes_the
         pulumi.runtime.set_all_config({}, [])
 
 
-def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
+def test_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatch):
     """`lab config-set` (scripts/deploy-dev with a Pulumi CLI): every secret with --secret, the rest plain."""
     from lab import stack as lab_stack
 
@@ -547,5 +566,5 @@ def test_issue21_the_lab_sets_its_secrets_as_secrets_for_the_real_cli(monkeypatc
 
 
 @pytest.mark.parametrize("case", sorted(TOGETHER_ACCEPTED))
-def test_issue21_values_that_work_together_are_accepted(run_stack, case):
+def test_values_that_work_together_are_accepted(run_stack, case):
     assert run_stack("dev", TOGETHER_ACCEPTED[case]).resources

@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from components import render
+from components import names, render
 from components.settings import ConfigError, widest_lan_prefix
 
 from .test_artifacts import embedded_file, free_port, keepalived_dump, script_of, tool
@@ -42,9 +42,9 @@ def haproxy_on_loopback(cfg: str, tmp_path: Path, server_port: int) -> Iterator[
     ports, every server at 127.0.0.1:`server_port`. Yields (frontend port, runtime port)."""
     frontend, runtime = free_port(), free_port()
     cfg = (
-        cfg.replace(f"bind *:{render.HAPROXY_FRONTEND_CONTAINER_PORT}", f"bind 127.0.0.1:{frontend}")
-        .replace(f"bind *:{render.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{free_port()}")
-        .replace(f"127.0.0.1:{render.HAPROXY_RUNTIME_PORT}", f"127.0.0.1:{runtime}")
+        cfg.replace(f"bind *:{names.HAPROXY_FRONTEND_CONTAINER_PORT}", f"bind 127.0.0.1:{frontend}")
+        .replace(f"bind *:{names.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{free_port()}")
+        .replace(f"127.0.0.1:{names.HAPROXY_RUNTIME_PORT}", f"127.0.0.1:{runtime}")
     )
     cfg = re.sub(r"^(    server \S+) \S+:\d+", rf"\1 127.0.0.1:{server_port}", cfg, flags=re.M)
     path = tmp_path / "haproxy.cfg"
@@ -78,7 +78,7 @@ def backend_stat(port: int, field: str, server: str = "BACKEND") -> str:
     columns = header.removeprefix("# ").split(",")
     for row in rows:
         values = row.split(",")
-        if values[:2] == [render.HAPROXY_BACKEND, server]:
+        if values[:2] == [names.HAPROXY_BACKEND, server]:
             return values[columns.index(field)]
     raise AssertionError(f"no {server} in show stat")
 
@@ -119,8 +119,8 @@ class Netns:
         (HAProxy runs) and the notify hook is left out (neither exists on this machine)."""
         n = len(self.keepalived)
         conf = (
-            conf.replace(render.VRRP_HANDOVER_FILE, str(tmp_path / "handover"))
-            .replace(render.HAPROXY_TRACK_FILE, str(tmp_path / "haproxy-alive"))
+            conf.replace(names.VRRP_HANDOVER_FILE, str(tmp_path / "handover"))
+            .replace(names.HAPROXY_TRACK_FILE, str(tmp_path / "haproxy-alive"))
             .replace('script "/usr/bin/killall -0 haproxy"', 'script "/bin/true"')
         )
         conf = re.sub(r"^ *notify .*\n", "", conf, flags=re.M)

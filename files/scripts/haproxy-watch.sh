@@ -50,7 +50,7 @@ while true; do
         done
     sleep 1
 done"
-install_if_different "$watcher" 0755 /usr/local/sbin/pihalb-haproxy-watch
+install_if_different "$watcher" 0755 "/usr/local/sbin/$UNIT"
 # /run is empty after a boot: without the directory keepalived drops the track file for good.
 track_dir=$(dirname "$TRACK_FILE")
 install_if_different "d $track_dir 0755 root root -" 0644 /etc/tmpfiles.d/pihalb.conf
@@ -65,16 +65,16 @@ Requires=docker.service
 Before=keepalived.service
 
 [Service]
-ExecStart=/usr/local/sbin/pihalb-haproxy-watch
+ExecStart=/usr/local/sbin/$UNIT
 Restart=always
 RestartSec=1
 
 [Install]
 WantedBy=multi-user.target"
-install_if_different "$unit" 0644 /etc/systemd/system/pihalb-haproxy-watch.service
+install_if_different "$unit" 0644 "/etc/systemd/system/$UNIT.service"
 if [ "$changed" = yes ]; then
     sudo -n systemctl daemon-reload
-    sudo -n systemctl restart pihalb-haproxy-watch
+    sudo -n systemctl restart "$UNIT"
 fi
-ensure_running pihalb-haproxy-watch
+ensure_running "$UNIT"
 report_changed

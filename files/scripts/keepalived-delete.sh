@@ -2,7 +2,7 @@
 # notify hook, its state file and the restart drop-in.
 set -eu
 sudo -n systemctl disable --now keepalived 2>/dev/null || true
-sudo -n rm -f /etc/keepalived/keepalived.conf /usr/local/sbin/pihalb-keepalived-notify /run/pihalb-vrrp-state
+sudo -n rm -f /etc/keepalived/keepalived.conf "$NOTIFY" "$STATE_FILE"
 dropin=/etc/systemd/system/keepalived.service.d/pihalb-restart.conf
 if [ -e "$dropin" ]; then
     sudo -n rm -f "$dropin"

@@ -10,21 +10,22 @@
 # out three adverts before it is MASTER. So the BACKUP reloads in place and its new instance takes the
 # VIP; the MASTER waits for that (PEER_TAKEOVER_S) before its own reload, then takes the VIP back.
 # First what the config refers to and what keeps the daemon up: the notify hook recording every VRRP
-# transition (journal tag pihalb-vrrp, and /run/pihalb-vrrp-state, read by `python -m ops status`),
+# transition (journal tag $LOG_TAG, and $STATE_FILE, read by `python -m ops status`),
 # and a systemd drop-in restarting a crashed keepalived (Debian's unit does not).
 set -eu
 
 # keepalived runs it as root (script_user root) with TYPE NAME STATE PRIORITY; root-owned and not
-# writable by others, or keepalived's script security refuses it.
+# writable by others, or keepalived's script security refuses it. @STATE_FILE@ and @LOG_TAG@ are
+# replaced with this script's inputs after the here-document (which is quoted: the hook's own $ stay).
 notify_script=$(
     cat <<'NOTIFY'
 #!/bin/sh
 # Installed by pi-ha-lb (keepalived.sh): keepalived's notify hook, called with TYPE NAME STATE PRIORITY.
-# Logs the transition to the journal and keeps "STATE TIMESTAMP" (UTC) in /run/pihalb-vrrp-state.
+# Logs the transition to the journal and keeps "STATE TIMESTAMP" (UTC) in @STATE_FILE@.
 set -u
 state=${3:-UNKNOWN}
-logger -t pihalb-vrrp "${1:-?} ${2:-?} entered $state state (priority ${4:-?})" || true
-file=/run/pihalb-vrrp-state
+logger -t @LOG_TAG@ "${1:-?} ${2:-?} entered $state state (priority ${4:-?})" || true
+file=@STATE_FILE@
 tmp=$(mktemp "$file.XXXXXX") || exit 0
 if printf '%s %s\n' "$state" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" >"$tmp" && chmod 0644 "$tmp"; then
     mv -f "$tmp" "$file"
@@ -33,7 +34,9 @@ else
 fi
 NOTIFY
 )
-install_if_different "$notify_script" 0755 /usr/local/sbin/pihalb-keepalived-notify
+notify_script=${notify_script//@STATE_FILE@/$STATE_FILE}
+notify_script=${notify_script//@LOG_TAG@/$LOG_TAG}
+install_if_different "$notify_script" 0755 "$NOTIFY"
 
 restart_dropin="# Installed by pi-ha-lb (keepalived.sh): a crashed keepalived comes back (Debian's unit has no Restart=).
 [Service]

@@ -18,7 +18,7 @@ ENGINE_START_TIMEOUT_S = 60
 BUILD_TIMEOUT_S = 1800  # an HTTP read timeout for the engine client: builds and long `sh` commands stream slowly
 
 
-class Engine:
+class DockerEngine:
     """A handle on the engine that connects on first use, so reading the inventory needs no Docker."""
 
     def __init__(self) -> None:
