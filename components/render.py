@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
+from components.tls import haproxy_tls
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
 
@@ -196,7 +197,10 @@ class Renderer:
     def nginx_page(self, number: int) -> str:
         return self._env().get_template("templates/index.html.j2").render(number=number)
 
-    def haproxy_cfg(self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
+    def haproxy_cfg(
+        self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str, acme_thumbprint: str = ""
+    ) -> str:
+        """`acme_thumbprint`: the ACME account's (tls.TlsMaterial), with an acme certificate."""
         hp = cluster.haproxy
         return (
             self._env()
@@ -217,6 +221,7 @@ class Renderer:
                 servers=servers,
                 server_port=cluster.nginx.server_port,
                 stats_password=stats_password,
+                tls=haproxy_tls(hp.tls, acme_thumbprint),
             )
         )
 
