@@ -49,7 +49,7 @@ SET_SECRET = {
     TLS_CERTIFICATE_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{TLS_CERTIFICATE_KEY} < fullchain.pem",
     TLS_PRIVATE_KEY_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{TLS_PRIVATE_KEY_KEY} < privkey.pem",
     ACME_ACCOUNT_KEY_KEY: (
-        f"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 | "
+        f"openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 | "
         f"pulumi config set --secret {CONFIG_NAMESPACE}:{ACME_ACCOUNT_KEY_KEY}"
     ),
 }

@@ -426,6 +426,8 @@ class Settings(StrictModel):
 
     cluster: Cluster
     host_keys: dict[str, str]
+    acme_thumbprint: str = ""
+    """With an acme certificate: the account key's thumbprint, public (every HTTP-01 answer carries it)."""
 
     @property
     def servers(self) -> list[Host]:
@@ -527,5 +529,6 @@ def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool
     host_keys = parse_host_keys(cluster, config_get_object(HOST_KEYS_KEY))
     for key in SECRET_KEYS:
         check_secret(key, config_get_secret_raw(key))
-    check_tls_secrets(cluster.haproxy.tls, config_get_secret_raw)
-    return Settings(cluster=cluster, host_keys=host_keys)
+    material = check_tls_secrets(cluster.haproxy.tls, config_get_secret_raw)
+    thumbprint = material.thumbprint if material else ""
+    return Settings(cluster=cluster, host_keys=host_keys, acme_thumbprint=thumbprint)

@@ -386,6 +386,9 @@ def check_tls_secrets(
     private = _private_key(TLS_PRIVATE_KEY_KEY, values[TLS_PRIVATE_KEY_KEY])
     if tls.certificate.kind == "acme":
         account = _private_key(ACME_ACCOUNT_KEY_KEY, values[ACME_ACCOUNT_KEY_KEY])
+        if not isinstance(account, rsa.RSAPrivateKey):
+            fail(ACME_ACCOUNT_KEY_KEY, "an ECDSA key; the balancers' ACME client (Debian 12's dehydrated 0.7.0) signs "
+                 "with RS256 only", _key_fix(ACME_ACCOUNT_KEY_KEY))  # fmt: skip
         if _public_der(account.public_key()) == _public_der(private.public_key()):
             fail(
                 ACME_ACCOUNT_KEY_KEY,

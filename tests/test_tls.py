@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 
 import pytest
 from cryptography import x509
@@ -15,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from components import tls
 from components.settings import ConfigError
 
+from .test_artifacts import embedded_file
 from .test_settings import assert_refused_before_any_resource
 
 pytestmark = pytest.mark.unit
@@ -29,6 +31,11 @@ NAMES = ["www.example.org", "example.org"]
 
 def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+@functools.cache
+def rsa_key(index: int = 0) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
 
 
 def pem_key(key, password: bytes | None = None) -> str:
@@ -224,7 +231,7 @@ def test_an_rsa_certificate_is_accepted():
 
 def test_each_source_reads_its_secrets_and_refuses_the_others(chain):
     key, pem = chain
-    account = pem_key(ec_key())
+    account = pem_key(rsa_key())
     refused(None, "tlsCertificate", "set, but unused: TLS is off", certificate=pem)
     refused(provided(), "acmeAccountKey", "unused: the certificate kind is provided", certificate=pem,
             key=pem_key(key), account=account)  # fmt: skip
@@ -233,13 +240,15 @@ def test_each_source_reads_its_secrets_and_refuses_the_others(chain):
     refused(provided(), "tlsCertificate", "secret is not set", key=pem_key(key))
     refused(acme(), "acmeAccountKey", "secret is not set", key=pem_key(key))
     refused(acme(), "tlsPrivateKey", "secret is not set", account=account)
-    refused(acme(), "acmeAccountKey", "the same key as tlsPrivateKey", key=pem_key(key), account=pem_key(key))
+    rsa_pem = pem_key(rsa_key())
+    refused(acme(), "acmeAccountKey", "the same key as tlsPrivateKey", key=rsa_pem, account=rsa_pem)
+    refused(acme(), "acmeAccountKey", "signs with RS256 only", key=pem_key(key), account=pem_key(ec_key()))
     assert check(None) is None
 
 
 def test_acme_material_carries_the_account_thumbprint(chain):
     key, _ = chain
-    account = ec_key()
+    account = rsa_key()
     material = check(acme(), key=pem_key(key), account=pem_key(account))
     assert material.account_key == pem_key(account) and material.certificate == ""
     assert material.thumbprint == tls.jwk_thumbprint(account.public_key())
@@ -350,6 +359,9 @@ def test_an_acme_certificate_is_accepted_by_the_program(run_stack):
 
     def alter(config):
         _acme(email="admin@example.org", caBundle=ca)(config)
-        config.update({"pihalb:tlsPrivateKey": pem_key(ec_key()), "pihalb:acmeAccountKey": pem_key(ec_key())})
+        config.update({"pihalb:tlsPrivateKey": pem_key(ec_key()), "pihalb:acmeAccountKey": pem_key(rsa_key())})
 
-    assert run_stack("dev", alter).resources
+    program = run_stack("dev", alter)
+    thumbprint = tls.jwk_thumbprint(rsa_key().public_key())
+    for balancer in ("lb1", "lb2"):  # both answer every challenge
+        assert f'.{thumbprint}" if {{ path_reg' in embedded_file(program.named(f"{balancer}-haproxy-config"))
