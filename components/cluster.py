@@ -69,6 +69,7 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
                 prepared[host.name],
                 servers_ready,
                 after,
+                settings.acme_thumbprint,
             ),
         )
     pair = KeepalivedPair(

@@ -36,6 +36,10 @@ HOST_KEYS_KEY = "hostKeys"
 SSH_PRIVATE_KEY_KEY = "sshPrivateKey"
 VRRP_PASSWORD_KEY = "vrrpPassword"
 STATS_PASSWORD_KEY = "statsPassword"
+# Only with `haproxy.tls` (components/tls.py says which certificate source reads which).
+TLS_CERTIFICATE_KEY = "tlsCertificate"
+TLS_PRIVATE_KEY_KEY = "tlsPrivateKey"
+ACME_ACCOUNT_KEY_KEY = "acmeAccountKey"
 
 # The command that sets each secret as one (README, "Your own Pis"); errors about a secret quote it.
 SET_SECRET = {
@@ -43,6 +47,12 @@ SET_SECRET = {
     VRRP_PASSWORD_KEY: f'pulumi config set --secret {CONFIG_NAMESPACE}:{VRRP_PASSWORD_KEY} "$(openssl rand -base64 6)"',
     STATS_PASSWORD_KEY: (
         f'pulumi config set --secret {CONFIG_NAMESPACE}:{STATS_PASSWORD_KEY} "$(openssl rand -base64 18)"'
+    ),
+    TLS_CERTIFICATE_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{TLS_CERTIFICATE_KEY} < fullchain.pem",
+    TLS_PRIVATE_KEY_KEY: f"pulumi config set --secret {CONFIG_NAMESPACE}:{TLS_PRIVATE_KEY_KEY} < privkey.pem",
+    ACME_ACCOUNT_KEY_KEY: (
+        f"openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 | "
+        f"pulumi config set --secret {CONFIG_NAMESPACE}:{ACME_ACCOUNT_KEY_KEY}"
     ),
 }
 

@@ -55,6 +55,8 @@ class HaproxyBalancerArgs:
     """The servers' ready steps: the config that lists them goes live once they are all in service."""
     after: tuple[pulumi.Resource, ...] = ()
     """The other balancer's rejoin step, when this one rolls second (the MASTER after the BACKUP)."""
+    acme_thumbprint: str = ""
+    """With an acme certificate (haproxy.tls): the account's thumbprint, for the HTTP-01 answers."""
 
 
 class HaproxyBalancer(pulumi.ComponentResource):
@@ -76,7 +78,9 @@ class HaproxyBalancer(pulumi.ComponentResource):
         self.image = image_on_host(f"{name}-image", args.rendering, cluster, "haproxy", on_host)
         prune = image_prune(f"{name}-image-prune", args.rendering, cluster, "haproxy", self.image, prepared, self)
         config = pulumi.Output.from_input(args.stats_password).apply(
-            lambda password: args.rendering.haproxy_cfg(cluster, args.host, list(args.servers), password)
+            lambda password: args.rendering.haproxy_cfg(
+                cluster, args.host, list(args.servers), password, args.acme_thumbprint
+            )
         )
         self.config = remote_script(
             f"{name}-config",

@@ -20,6 +20,7 @@ import jinja2
 from components import names
 from components.debian import HAPROXY_RUNTIME_PACKAGES
 from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
+from components.tls import haproxy_tls
 from components.tracking import track_kind
 
 FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a Renderer may read a copy
@@ -173,7 +174,10 @@ class Renderer:
     def nginx_page(self, number: int) -> str:
         return self._env().get_template("templates/index.html.j2").render(number=number)
 
-    def haproxy_cfg(self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str) -> str:
+    def haproxy_cfg(
+        self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str, acme_thumbprint: str = ""
+    ) -> str:
+        """`acme_thumbprint`: the ACME account's (tls.TlsMaterial), with an acme certificate."""
         hp = cluster.haproxy
         return (
             self._env()
@@ -197,6 +201,7 @@ class Renderer:
                 backend=names.HAPROXY_BACKEND,
                 stats_user=names.STATS_USER,
                 container=names.HAPROXY_CONTAINER,
+                tls=haproxy_tls(hp.tls, acme_thumbprint),
             )
         )
 

@@ -74,10 +74,11 @@ def check_secret(key: str, value: str | None) -> str:
         raise ConfigError(format_validation_error(key, err, secret=True)) from None
 
 
-def check_held_as_secrets(secret: Mapping[str, bool]) -> None:
+def check_held_as_secrets(secret: Mapping[str, bool], keys: tuple[str, ...] = SECRET_KEYS) -> None:
     """Refuse a secret set as a plain value: it would sit in plain text in Pulumi.<stack>.yaml and in the
-    state. `secret` maps each key set under the namespace to whether the stack holds it as a secret."""
-    plain = [key for key in SECRET_KEYS if key in secret and not secret[key]]
+    state. `secret` maps each key set under the namespace to whether the stack holds it as a secret;
+    `keys` are the secret keys to look at (the TLS ones are declared in tls.py)."""
+    plain = [key for key in keys if key in secret and not secret[key]]
     if plain:
         raise ConfigError(
             "\n".join(

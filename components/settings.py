@@ -48,6 +48,7 @@ from components.fields import (
 )
 from components.keys import HOST_KEYS
 from components.secrets import SECRET_KEYS, check_held_as_secrets, check_secret
+from components.tls import TLS_SECRET_KEYS, Tls, check_tls_secrets
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
@@ -258,6 +259,8 @@ class Haproxy(StrictModel):
     retry_on: RetryOn = Field(default="", alias="retryOn")
     stop_grace_ms: int_range(0, 5000, "milliseconds") = Field(default=0, alias="stopGraceMs")
     source: HaproxySource = HaproxySource()
+    tls: Tls | None = None
+    """HTTPS at the VIP (components/tls.py); absent, plain HTTP only."""
 
 
 class Nginx(StrictModel):
@@ -396,6 +399,8 @@ def _check_ports(c: Cluster) -> None:
         else:
             listeners["haproxy.frontendPort"] = (c.haproxy.frontend_port, "HAProxy frontend port")
             listeners["haproxy.statsPort"] = (c.haproxy.stats_port, "HAProxy stats port")
+            if c.haproxy.tls is not None:
+                listeners["haproxy.tls.port"] = (c.haproxy.tls.port, "HAProxy TLS port")
         taken: dict[int, tuple[str, str]] = {}
         for key, (port, what) in listeners.items():
             if port in taken:
@@ -414,6 +419,8 @@ class Settings(StrictModel):
 
     cluster: Cluster
     host_keys: dict[str, str]
+    acme_thumbprint: str = ""
+    """With an acme certificate: the account key's thumbprint, public (every HTTP-01 answer carries it)."""
 
     @property
     def servers(self) -> list[Host]:
@@ -467,7 +474,7 @@ def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
 def check_namespace(keys: Collection[str]) -> None:
     """Every key set under the namespace is one the program reads: a misplaced or misspelt key is
     refused, not ignored (`pihalb:haproxy`, say, belongs inside `pihalb:cluster`)."""
-    known = (CLUSTER_KEY, HOST_KEYS_KEY, *SECRET_KEYS)
+    known = (CLUSTER_KEY, HOST_KEYS_KEY, *SECRET_KEYS, *TLS_SECRET_KEYS)
     in_cluster = {field.alias or name for name, field in Cluster.model_fields.items()}
     problems = []
     for key in sorted(set(keys) - set(known)):
@@ -507,6 +514,7 @@ def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool
     """
     check_namespace(stack_keys)
     check_held_as_secrets(stack_keys)
+    check_held_as_secrets(stack_keys, TLS_SECRET_KEYS)
     raw_cluster = config_get_object(CLUSTER_KEY)
     if raw_cluster is None:
         fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")
@@ -514,4 +522,6 @@ def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool
     host_keys = parse_host_keys(cluster, config_get_object(HOST_KEYS_KEY))
     for key in SECRET_KEYS:
         check_secret(key, config_get_secret_raw(key))
-    return Settings(cluster=cluster, host_keys=host_keys)
+    material = check_tls_secrets(cluster.haproxy.tls, config_get_secret_raw)
+    thumbprint = material.thumbprint if material else ""
+    return Settings(cluster=cluster, host_keys=host_keys, acme_thumbprint=thumbprint)

@@ -26,13 +26,14 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 
 from components.settings import CONFIG_NAMESPACE, SECRET_KEYS
+from components.tls import TLS_SECRET_KEYS
 from harness import invokes
 from harness.command_ops import StepError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "pi-ha-lb"
 # The secret keys as namespaced config keys: what `pulumi config set --secret` marks secret.
-SECRET_CONFIG_KEYS = [f"{CONFIG_NAMESPACE}:{key}" for key in SECRET_KEYS]
+SECRET_CONFIG_KEYS = [f"{CONFIG_NAMESPACE}:{key}" for key in (*SECRET_KEYS, *TLS_SECRET_KEYS)]
 
 
 @dataclass
