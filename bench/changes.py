@@ -10,8 +10,13 @@ from components.debian import HAPROXY_PINNED_VERSION
 from drills import maintenance, stack
 from lab.lab import Lab
 
-# the profile's own track weight, then another valid one (a keepalived.conf value changed and back)
-KEEPALIVED_WEIGHTS = {"paper": (2, 3), "tuned": (0, 2), "unicast": (0, 2)}
+# A keepalived.conf value changed and back: the profile's own value, then another valid one. The tuned
+# profile's priorities (254/253) leave its track weight no other valid value, so its advert interval.
+KEEPALIVED_TOGGLES = {
+    "paper": ("vrrp.track.weight", 2, 3),
+    "tuned": ("vrrp.advertInterval", 0.02, 0.03),
+    "unicast": ("vrrp.advertInterval", 0.02, 0.03),
+}
 
 
 class Changes:
@@ -106,7 +111,7 @@ CHANGE_SCENARIOS = [
         (
             "change-keepalived",
             "change: a keepalived.conf value",
-            _change(lambda lab, run: CHANGES.toggle("vrrp.track.weight", *KEEPALIVED_WEIGHTS[run.profile])),
+            _change(lambda lab, run: CHANGES.toggle(*KEEPALIVED_TOGGLES[run.profile])),
         ),
         (
             "change-host-scripts",

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.changes import KEEPALIVED_TOGGLES  # noqa: E402
 from components import names  # noqa: E402
 from drills import stack  # noqa: E402
 from drills.observe import get_vip, servers_seen_by, wait_until  # noqa: E402
@@ -71,7 +72,7 @@ CLASSES: dict[str, Callable[[Lab, Change], None]] = {
     "nginx-image": lambda lab, c: c.append("nginx/Dockerfile"),
     "haproxy-image": lambda lab, c: c.append("haproxy/Dockerfile"),
     "haproxy-cfg": lambda lab, c: c.toggle("haproxy.timeouts.clientMs", 10000, 11000),
-    "keepalived": lambda lab, c: c.toggle("vrrp.track.weight", 0, 2),
+    "keepalived": lambda lab, c: c.toggle(*KEEPALIVED_TOGGLES["paper" if c.profile == "dev" else "tuned"]),
     "host-scripts": lambda lab, c: [c.append(f"scripts/{n}") for n in ("vrrp-host.sh", "haproxy-watch.sh")],
     "server-out-and-back": _server_out_and_back,
 }

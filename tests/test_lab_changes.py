@@ -167,9 +167,9 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     ("path", "value", "steps", "vip_stays"),
     [
         ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config"), True),  # a haproxy.cfg value: reloaded
-        # A keepalived value, nothing deleted: a weight that would let the BACKUP outbid the MASTER were both
-        # reloaded in turn (0 -> 2: 102 against 101). The BACKUP waits stopped while the MASTER reloads.
-        ("vrrp.track.weight", 2, ("vrrp", "keepalived"), True),
+        # A keepalived value, nothing deleted: the advert interval, reloaded in turn while the MASTER's adverts
+        # keep the BACKUP's down timer. The BACKUP waits stopped while the MASTER reloads.
+        ("vrrp.advertInterval", 0.03, ("vrrp", "keepalived"), True),
         # A change of the instance's identity: keepalived starts a new instance on each host, the BACKUP's
         # takes the VIP while the MASTER's starts, then the MASTER takes it back (two VIP moves).
         ("vrrp.mode", "unicast", ("vrrp", "keepalived"), False),

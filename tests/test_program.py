@@ -173,7 +173,8 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
             assert f"file {names.HAPROXY_TRACK_FILE}" in conf and "track_file {" in conf
         assert f"weight {track['weight']}" in conf
         assert (f"auth_pass {VRRP_PASSWORD}" in conf) == (cluster["vrrp"]["version"] == 2)
-    assert states == {"MASTER": 101, "BACKUP": 100}
+    by_priority = sorted(hosts(program, "balancer"), key=lambda h: -h["priority"])
+    assert states == {"MASTER": by_priority[0]["priority"], "BACKUP": by_priority[1]["priority"]}
     assert program.outputs["vrrpMaster"] == "lb1"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from components import render, tls
+from components import names, render, tls
 
 from .conftest import STATS_PASSWORD
 from .test_artifacts import embedded_file, free_port, run, tool
@@ -148,11 +148,11 @@ def serving(site, tmp_path):
     def start(variant: str) -> tuple[int, int]:
         cfg = rendered(variant)
         plain, secure = free_port(), free_port()
-        cfg = cfg.replace(f"bind *:{render.HAPROXY_FRONTEND_CONTAINER_PORT}\n", f"bind 127.0.0.1:{plain}\n")
+        cfg = cfg.replace(f"bind *:{names.HAPROXY_FRONTEND_CONTAINER_PORT}\n", f"bind 127.0.0.1:{plain}\n")
         cfg = cfg.replace(f"bind *:{tls.HAPROXY_TLS_CONTAINER_PORT} ssl crt {tls.HAPROXY_CERT_FILE}",
                           f"bind 127.0.0.1:{secure} ssl crt {site[1]}")  # fmt: skip
-        cfg = cfg.replace(f"bind *:{render.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{free_port()}")
-        cfg = cfg.replace(f"127.0.0.1:{render.HAPROXY_RUNTIME_PORT}", f"127.0.0.1:{free_port()}")
+        cfg = cfg.replace(f"bind *:{names.HAPROXY_STATS_CONTAINER_PORT}", f"bind 127.0.0.1:{free_port()}")
+        cfg = cfg.replace(f"127.0.0.1:{names.HAPROXY_RUNTIME_PORT}", f"127.0.0.1:{free_port()}")
         cfg = re.sub(r"(server \S+) \S+ check", rf"\1 127.0.0.1:{backend.server_address[1]} check", cfg)
         path = tmp_path / f"{len(procs)}.cfg"
         path.write_text(cfg)
