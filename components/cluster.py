@@ -20,8 +20,15 @@ def vip_url(vip: object, port: int) -> str:
     return f"http://{vip}/" if port == 80 else f"http://{vip}:{port}/"
 
 
-def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: Path, files: Path) -> dict[str, object]:
-    """Declare every resource, rendering from the files root `files`; return the stack outputs."""
+def deploy(
+    settings: Settings,
+    secrets: dict[str, pulumi.Input[str]],
+    ssh_dir: Path,
+    files: Path,
+    tls: pulumi.Output | None = None,
+) -> dict[str, object]:
+    """Declare every resource, rendering from the files root `files`; return the stack outputs. `tls`: the
+    checked TLS secrets (components/tls_host.py tls_material) with haproxy.tls, else None."""
     cluster = settings.cluster
     rendering = Renderer(files)
     prepared = {
@@ -70,6 +77,8 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
                 servers_ready,
                 after,
                 settings.acme_thumbprint,
+                tls,
+                backup_host if host is master_host else master_host,
             ),
         )
     pair = KeepalivedPair(

@@ -105,12 +105,14 @@ class Balancer:
             lines.append(f"    bind 127.0.0.1:{free_port()} ssl crt {extra_crt}")
         if acme_thumbprint:  # the line haproxy.cfg.j2 renders (components/tls.py), as the balancers answer
             lines.append(
-                '    http-request return status 200 content-type text/plain lf-string '
+                "    http-request return status 200 content-type text/plain lf-string "
                 f'"%[path,field(-1,/)].{acme_thumbprint}" if {{ path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }}'
             )
         lines.append("    http-request return status 200 content-type text/plain string ok")
         (self.dir / "haproxy.cfg").write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", str(self.dir / "haproxy.cfg")], stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [tool("haproxy"), "-db", "-f", str(self.dir / "haproxy.cfg")], stderr=subprocess.PIPE
+        )
         for _ in range(100):
             if _served(self.https) is not None:
                 return
@@ -232,7 +234,7 @@ def test_a_transaction_left_open_on_another_file_is_aborted_not_committed_into(b
     other.write_text(pem_cert(issue(other_key, ["other.example.org"])) + pem_key(other_key))
     lb.start(extra_crt=other)
     stray = subprocess.run(
-        ["bash", "-c", f'exec 3<>/dev/tcp/127.0.0.1/{lb.runtime} && cat >&3 && cat <&3'],
+        ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{lb.runtime} && cat >&3 && cat <&3"],
         input=f"set ssl cert {other} <<\n{other.read_text()}\n",
         capture_output=True,
         text=True,
