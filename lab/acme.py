@@ -18,6 +18,7 @@ Processes are tracked by pid files under the state directory and stopped by thos
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -188,10 +189,8 @@ class Pebble:
         except (FileNotFoundError, ValueError):
             return None
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            try:
+            with contextlib.suppress(ChildProcessError):  # reaped here when this process started it
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             return None
         return pid
 
@@ -261,3 +260,16 @@ def ensure_tls_keys(directory: Path) -> dict[str, str]:
         if not path.exists():
             write_private(path, _pem_key(makers[key]()))
     return {key: path.read_text() for key, path in files.items()}
+
+
+def tls_layer(values: dict, directory: Path, gateway: str, vip: str, http_port: int) -> None:
+    """A profile whose `haproxy.tls` orders from the lab's Pebble (its directoryUrl on the gateway): Pebble
+    running, its CA as the stack's caBundle, and the lab's TLS keys as secrets, as a user would set them.
+    Any other profile is left as it is (TLS secrets for a stack without TLS are refused as unused)."""
+    tls = values.get("pihalb:cluster", {}).get("haproxy", {}).get("tls")
+    pebble = Pebble(directory / "pebble", gateway, vip, http_port=http_port)
+    if not tls or tls.get("certificate", {}).get("directoryUrl") != pebble.directory_url:
+        return
+    pebble.start()
+    tls["certificate"]["caBundle"] = pebble.ca_bundle()
+    values.update({f"pihalb:{key}": pem for key, pem in ensure_tls_keys(directory / "tls").items()})
