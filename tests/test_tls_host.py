@@ -77,7 +77,8 @@ def test_acme_declares_the_keys_step_and_the_renewal_on_each_balancer(acme_progr
 
 def test_the_keeper_settings_name_the_peer_the_vip_and_the_acme_server(acme_program):
     lb1, lb2 = balancers(acme_program)
-    addresses = {r.name.removesuffix("-install"): r.inputs["connection"]["host"] for r in acme_program.of_type(COMMAND) if r.name.endswith("-install")}  # fmt: skip
+    installs = [r for r in acme_program.of_type(COMMAND) if r.name.endswith("-install")]
+    addresses = {r.name.removesuffix("-install"): r.inputs["connection"]["host"] for r in installs}
     for lb, peer in ((lb1, lb2), (lb2, lb1)):
         script = script_of(acme_program.named(f"{lb}-haproxy-tls"))
         env = _b64_var(script, "ENV_B64")

@@ -106,7 +106,8 @@ class Balancer:
         if acme_thumbprint:  # the line haproxy.cfg.j2 renders (components/tls.py), as the balancers answer
             lines.append(
                 "    http-request return status 200 content-type text/plain lf-string "
-                f'"%[path,field(-1,/)].{acme_thumbprint}" if {{ path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }}'
+                f'"%[path,field(-1,/)].{acme_thumbprint}" '
+                "if { path_reg ^/\\.well-known/acme-challenge/[A-Za-z0-9_-]+$ }"
             )
         lines.append("    http-request return status 200 content-type text/plain string ok")
         (self.dir / "haproxy.cfg").write_text("\n".join(lines) + "\n")
@@ -137,9 +138,11 @@ def _served(port: int) -> x509.Certificate | None:
     try:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            with context.wrap_socket(sock, server_hostname=NAMES[0]) as tls_sock:
-                return x509.load_der_x509_certificate(tls_sock.getpeercert(binary_form=True))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=2) as sock,
+            context.wrap_socket(sock, server_hostname=NAMES[0]) as tls_sock,
+        ):
+            return x509.load_der_x509_certificate(tls_sock.getpeercert(binary_form=True))
     except OSError:
         return None
 
