@@ -28,6 +28,7 @@ FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a
 HOST_PACKAGES = ("docker.io", "ca-certificates")
 ENGINE_PACKAGES = ("docker.io", "containerd", "runc")  # held: upgraded on purpose, one host at a time
 GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
+VRRP_RT_PRIORITY = 40  # SCHED_RR priority of keepalived's VRRP process, below threaded IRQs (keepalived.conf.j2)
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
@@ -226,6 +227,7 @@ class Renderer:
                 log_tag=names.VRRP_LOG_TAG,
                 watch_unit=names.HAPROXY_WATCH_UNIT,
                 garp_refresh_s=GARP_REFRESH_S,
+                vrrp_rt_priority=VRRP_RT_PRIORITY,
                 handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
             )
