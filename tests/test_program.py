@@ -161,7 +161,7 @@ def test_keepalived_only_on_balancers_with_states_and_priorities(program):
         assert command.inputs["connection"]["host"] in balancer_addresses
         conf = embedded_file(command)
         state = re.search(r"state (\w+)", conf).group(1)
-        priority = int(re.search(r"priority (\d+)", conf).group(1))
+        priority = int(re.search(r"^\s*priority (\d+)", conf, re.M).group(1))
         states[state] = priority
         assert "virtual_router_id 51" in conf
         assert cluster["vrrp"]["vip"] in conf

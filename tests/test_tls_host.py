@@ -142,3 +142,15 @@ def _b64_var(script: str, name: str) -> str:
     import base64
 
     return base64.b64decode(_var(script, name)).decode()
+
+
+@pytest.mark.parametrize("stack", ["dev", "dev-tuned", "pi", "pi-tuned"])
+def test_without_tls_a_stack_declares_no_tls_step_port_or_file(run_stack, stack):
+    """TLS is off in every shipped stack: no TLS step, no TLS port published, no certificate in any script."""
+    program = run_stack(stack)
+    assert not [r.name for r in program.resources if "-tls" in r.name]
+    for lb in balancers(program):
+        container = program.named(f"{lb}-haproxy-container")
+        assert tls.HAPROXY_TLS_CONTAINER_PORT not in {p["internal"] for p in container.inputs["ports"]}
+    scripts = json.dumps([r.inputs for r in program.resources], default=str)
+    assert "ssl crt" not in scripts and "acme" not in scripts.lower()
