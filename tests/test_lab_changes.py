@@ -271,7 +271,7 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
     finds nothing to change."""
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
-        maintenance.restart_engines_rolling(lab)
+        maintenance.restart_engines_rolling(lab, PROFILE, changes.alter)
     finally:
         recording = load.finish(tail=3)
     assert_no_request_failed(recording, vip_moves=True)

@@ -17,7 +17,8 @@ from harness import program
 from ops import __main__ as cli
 from ops import config as ops_config
 from ops import drill, rolling, status
-from ops.hosts import HostFacts, facts_script, parse_facts, parse_show_stat
+from ops.hosts import HostFacts, HostUnreachable, ScriptedFleet, facts_script, parse_facts, parse_show_stat
+from ops.probe import Sample, time_to_recovery
 from ops.wait import Clock
 
 unit = pytest.mark.unit
@@ -29,14 +30,9 @@ JOURNAL = (
 )
 
 
-def _secrets_held_as_secrets(values: dict) -> dict:
-    """The values as `pulumi config --json` marks them: the three secrets held as secrets."""
-    return {key: ops_config.Secret(v) if key in program.SECRET_CONFIG_KEYS else v for key, v in values.items()}
-
-
 @pytest.fixture
 def settings(stack_config):
-    return ops_config.settings_from(_secrets_held_as_secrets(stack_config("dev")))[0]
+    return ops_config.settings_from(ops_config.held_as_secrets(stack_config("dev")))[0]
 
 
 def show_stat(view: dict[str, str], sessions: int = 0) -> str:
@@ -84,7 +80,7 @@ def cluster_facts(settings, holder=("lb1",), views=None, unreachable=(), **host_
     return facts
 
 
-class FakeCluster:
+class FakeFleet:
     """The hosts of the dev stack, in memory: VIP holder, servers in maintenance, calls in order."""
 
     def __init__(self, settings, facts=None):
@@ -135,6 +131,12 @@ class FakeCluster:
 
     def stop_keepalived(self, balancer):
         self.calls.append(("stop_keepalived", balancer))
+
+    def start_keepalived(self, balancer):
+        self.calls.append(("start_keepalived", balancer))
+
+    def restart_docker(self, name):
+        self.calls.append(("restart_docker", name, "+".join(self.holder)))
 
     def mark_boot(self, name):
         self.calls.append(("mark_boot", name))
@@ -273,7 +275,7 @@ def test_vip_on_the_backup_is_degraded_while_preemption_is_on(settings):
 
 @unit
 def test_status_json_shape_and_exit_code(settings, capsys):
-    fake = FakeCluster(settings, cluster_facts(settings, holder=("lb1", "lb2")))
+    fake = FakeFleet(settings, cluster_facts(settings, holder=("lb1", "lb2")))
     code = cli.main(["status", "--stack", "dev", "--json"], cluster=fake)
     document = json.loads(capsys.readouterr().out)
     assert code == 2 == document["exit_code"]
@@ -291,7 +293,7 @@ def test_status_json_shape_and_exit_code(settings, capsys):
 
 @unit
 def test_reboot_goes_servers_then_backup_then_master_after_the_handover(settings):
-    fake = FakeCluster(settings)
+    fake = FakeFleet(settings)
     lines: list[str] = []
     assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).reboot() == rolling.DONE
     reboots = [call for call in fake.calls if call[0] == "reboot"]
@@ -310,7 +312,7 @@ def test_reboot_goes_servers_then_backup_then_master_after_the_handover(settings
 @unit
 def test_reboot_and_drill_refuse_a_degraded_cluster_and_touch_nothing(settings, capsys):
     down = {s.name: ("DOWN" if s.name == "server1" else "UP") for s in settings.servers}
-    fake = FakeCluster(settings, cluster_facts(settings, views={"lb1": down, "lb2": down}))
+    fake = FakeFleet(settings, cluster_facts(settings, views={"lb1": down, "lb2": down}))
     lines: list[str] = []
     assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).reboot() == rolling.REFUSED
     assert drill.drill(fake, FakeProbe(), say=lines.append, clock=FakeClock()) == drill.REFUSED
@@ -339,8 +341,8 @@ class FakeProbe:
 
 @unit
 def test_drill_kills_the_master_restores_it_and_prints_one_summary(settings):
-    fake = FakeCluster(settings)
-    samples = [(0.5, True), (2.1, False), (2.2, False), (2.9, True), (3.0, True)]
+    fake = FakeFleet(settings)
+    samples = [Sample(t, ok) for t, ok in [(0.5, True), (2.1, False), (2.2, False), (2.9, True), (3.0, True)]]
     lines: list[str] = []
     assert drill.drill(fake, FakeProbe(samples), say=lines.append, clock=FakeClock()) == drill.DONE
     assert [c for c in fake.calls if c[0] != "runtime"] == [("kill_haproxy", "lb1"), ("restore_haproxy", "lb1")]
@@ -349,16 +351,83 @@ def test_drill_kills_the_master_restores_it_and_prints_one_summary(settings):
     assert "outage 0.80s (2 of 5 requests failed)" in lines[-1]
 
 
+def _samples(*pairs):
+    return [Sample(t, ok) for t, ok in pairs]
+
+
 @unit
-def test_outage_runs_from_the_first_failure_to_the_first_success_after_it():
-    assert drill.outage([(0.0, True), (1.0, True)]) == 0.0
-    assert drill.outage([(0.0, True), (1.0, False), (1.5, False), (2.25, True)]) == 1.25
-    assert drill.outage([(0.0, True), (1.0, False)]) is None
+def test_the_drills_outage_runs_from_the_first_failure_to_the_first_success_after_it():
+    assert time_to_recovery(_samples((0.0, True), (1.0, True))) == 0.0
+    assert time_to_recovery(_samples((0.0, True), (1.0, False), (1.5, False), (2.25, True))) == 1.25
+    assert time_to_recovery(_samples((0.0, True), (1.0, False))) is None
+
+
+@unit
+def test_recovery_with_a_steady_window_waits_for_a_success_nothing_failed_after():
+    flapping = _samples((0.0, True), (1.0, False), (1.5, True), (2.0, False), (2.5, True), (5.0, True))
+    assert time_to_recovery(flapping) == 0.5
+    assert time_to_recovery(flapping, steady_s=2.0) == 1.5
+    assert time_to_recovery(_samples((1.0, False), (1.5, True), (2.0, False)), steady_s=2.0) is None
+
+
+@unit
+def test_engine_restart_rolls_like_the_reboot_with_the_master_handed_over_and_back(settings):
+    fake = FakeFleet(settings)
+    lines: list[str] = []
+    assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).restart_engines() == rolling.DONE
+    restarts = [call for call in fake.calls if call[0] == "restart_docker"]
+    assert [call[1] for call in restarts] == ["server1", "server2", "server3", "lb2", "lb1"]
+    assert restarts[-1] == ("restart_docker", "lb1", "lb2")  # the VIP had left the MASTER first
+    steps = [c for c in fake.calls if "server2" in c[-1] or c[1] == "server2"]
+    kinds = [c[0] if c[0] != "runtime" else c[2].rsplit(" ", 1)[-1] for c in steps]
+    assert kinds == ["maint", "maint", "restart_docker", "ready", "ready"], steps
+    handover = [c for c in fake.calls if c[0] in ("set_handover", "restart_docker") and "lb1" in c[1]]
+    assert handover == [("set_handover", "lb1", "1"), ("restart_docker", "lb1", "lb2"), ("set_handover", "lb1", "0")]
+    assert not any(c[0] in ("reboot", "mark_boot") for c in fake.calls)
+    assert fake.maint == set() and fake.holder == ["lb1"]
+    assert cli.main(["restart-engines", "--stack", "dev"], cluster=FakeFleet(settings)) == rolling.DONE
+
+
+class RecordingRunner:
+    """A `Runner` that answers every script with `out` and keeps what it was sent."""
+
+    def __init__(self, out: str = "", fail: set[str] = frozenset()):
+        self.out, self.fail, self.sent = out, fail, []
+
+    def run(self, name, script, timeout, check=True):
+        self.sent.append((name, script))
+        if name in self.fail:
+            raise HostUnreachable(f"{name}: connection refused")
+        return self.out
+
+
+@unit
+def test_the_fleet_sends_each_action_as_one_script_through_its_runner(settings):
+    runner = RecordingRunner()
+    fleet = ScriptedFleet(settings, runner)
+    fleet.kill_haproxy("lb1")
+    fleet.set_handover("lb1", 1)
+    fleet.restart_docker("server1")
+    assert [name for name, _ in runner.sent] == ["lb1", "lb1", "server1"]
+    kill, handover, restart = (script for _, script in runner.sent)
+    assert f"docker update --restart=no {names.HAPROXY_CONTAINER}" in kill and "killall -9 haproxy" in kill
+    assert handover == f"echo 1 | sudo -n tee {names.VRRP_HANDOVER_FILE} >/dev/null"
+    assert restart == "sudo -n systemctl restart docker"
+
+
+@unit
+def test_the_fleet_reports_an_unreachable_host_in_its_facts_and_as_no_vip(settings):
+    vip = settings.cluster.vrrp.vip.ip
+    fleet = ScriptedFleet(settings, RecordingRunner(out=f"inet {vip}/24", fail={"lb2", "server3"}))
+    assert fleet.vip_holders() == ["lb1"]
+    facts = fleet.facts()
+    assert not facts["server3"].reachable and "connection refused" in facts["server3"].error
+    assert facts["server1"].reachable and not fleet.reachable("lb2")
 
 
 @unit
 def test_shutdown_needs_yes_really_then_goes_keepalived_balancers_servers(settings):
-    fake = FakeCluster(settings)
+    fake = FakeFleet(settings)
     assert cli.main(["shutdown", "--stack", "dev"], cluster=fake) == 3 and fake.calls == []
     lines: list[str] = []
     assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).shutdown() == rolling.DONE
@@ -399,7 +468,7 @@ def test_pulumi_json_values_and_object_values():
 
 @unit
 def test_config_is_validated_as_the_program_validates_it(stack_config):
-    values = _secrets_held_as_secrets(stack_config("dev"))
+    values = ops_config.held_as_secrets(stack_config("dev"))
     values["pihalb:hostKeys"] = json.dumps(values["pihalb:hostKeys"])  # as `pulumi config --json` gives it
     settings, secrets = ops_config.settings_from(values)
     assert [b.name for b in settings.balancers] == ["lb1", "lb2"]
@@ -425,7 +494,7 @@ def test_a_secret_pulumi_holds_as_plain_text_is_refused_as_the_program_refuses_i
 
 @unit
 def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkeypatch, stack_config):
-    layer = {k: v for k, v in _secrets_held_as_secrets(stack_config("dev")).items() if k != "pihalb:cluster"}
+    layer = {k: v for k, v in ops_config.held_as_secrets(stack_config("dev")).items() if k != "pihalb:cluster"}
     monkeypatch.setattr(ops_config, "pulumi_layer", lambda stack: layer)
     monkeypatch.setattr(ops_config, "lab_layer", lambda stack: {})
     assert ops_config.user_layer("pi", which=lambda name: "/usr/bin/pulumi") == (layer, "pulumi")
