@@ -17,8 +17,8 @@ from harness import rules
 from harness.command_ops import InitError
 from harness.engine import Engine, Stopped
 from harness.plan import make_plan, preview_text, resource_of
-from harness.program import Declared, Program
-from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint
+from harness.program import Program
+from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint, Resource
 
 pytestmark = pytest.mark.unit
 
@@ -28,6 +28,20 @@ PROVIDER_URN = "urn:pulumi:t::p::pulumi:providers:docker::host-docker"
 
 def urn(type_: str, name: str) -> str:
     return f"urn:pulumi:t::p::{type_}::{name}"
+
+
+def declared_as(type_: str, name: str, inputs: dict, deps=(), provider: str = "", **fields) -> Resource:
+    """A custom resource as the program declares it, a child of the stack."""
+    return Resource(
+        urn=urn(type_, name),
+        type=type_,
+        custom=True,
+        inputs=inputs,
+        parent=STACK,
+        dependencies=sorted(deps),
+        provider=provider,
+        **fields,
+    )
 
 
 def command(name: str, script: str = "echo hi", deps=(), delete: str | None = None, host: str = "10.0.0.1", **extra):
@@ -40,45 +54,33 @@ def command(name: str, script: str = "echo hi", deps=(), delete: str | None = No
     if delete:
         inputs["delete"] = delete
     inputs |= extra
-    return Declared(
+    return declared_as(
         rules.COMMAND,
         name,
         inputs,
-        None,
-        urn(rules.COMMAND, name),
-        STACK,
-        sorted(deps),
-        ["connection.privateKey", "stdin"],
+        deps,
+        secret_paths=["connection.privateKey", "stdin"],
         replace_on_changes=["triggers[*]"],
     )
 
 
-def provider(host: str = "ssh://pi@10.0.0.1:22") -> Declared:
-    return Declared(rules.DOCKER_PROVIDER, "host-docker", {"host": host}, None, PROVIDER_URN, STACK, [])
+def provider(host: str = "ssh://pi@10.0.0.1:22") -> Resource:
+    return Resource(urn=PROVIDER_URN, type=rules.DOCKER_PROVIDER, custom=True, inputs={"host": host}, parent=STACK)
 
 
-def container(name: str, image: str = "img:1", deps=(), **extra) -> Declared:
+def container(name: str, image: str = "img:1", deps=(), **extra) -> Resource:
     inputs = {"name": name, "image": image, "restart": "unless-stopped"} | extra
     property_dependencies = (
         {"image": [urn(rules.IMAGE, "image")]} if "image" in [d.split("::")[-1] for d in deps] else {}
     )
-    return Declared(
-        rules.CONTAINER,
-        name,
-        inputs,
-        f"{PROVIDER_URN}::id",
-        urn(rules.CONTAINER, name),
-        STACK,
-        sorted(deps),
-        property_dependencies=property_dependencies,
+    return declared_as(
+        rules.CONTAINER, name, inputs, deps, provider=f"{PROVIDER_URN}::id", property_dependencies=property_dependencies
     )
 
 
-def image(tag: str = "img:1") -> Declared:
-    return Declared(
-        rules.IMAGE, "image", {"imageName": tag, "build": {"context": "files/x"}}, f"{PROVIDER_URN}::id",
-        urn(rules.IMAGE, "image"), STACK, [],
-    )  # fmt: skip
+def image(tag: str = "img:1") -> Resource:
+    inputs = {"imageName": tag, "build": {"context": "files/x"}}
+    return declared_as(rules.IMAGE, "image", inputs, provider=f"{PROVIDER_URN}::id")
 
 
 class Recorder:
@@ -121,7 +123,7 @@ def engine(tmp_path, fail: str | None = None) -> tuple[Engine, Recorder]:
     return eng, recorder
 
 
-def up(tmp_path, resources: list[Declared], fail: str | None = None):
+def up(tmp_path, resources: list[Resource], fail: str | None = None):
     eng, recorder = engine(tmp_path, fail)
     plan, _ = eng.up(Program("t", resources, {"out": 1}))
     return plan, recorder.calls
@@ -340,10 +342,10 @@ def test_make_plan_needs_rules_for_every_type(tmp_path):
     """A type without diff rules can be created (nothing to diff), but its next plan refuses to guess."""
     bucket = "aws:s3/bucket:Bucket"
     checkpoint = Checkpoint.load(tmp_path / "state.json")
-    declared = Declared(bucket, "b", {"x": 1}, None, urn(bucket, "b"), STACK, [])
+    declared = declared_as(bucket, "b", {"x": 1})
     assert make_plan(Program("t", [declared], {}), checkpoint).kinds() == {"b": "create"}  # a create needs no diff
     checkpoint.put(resource_of(declared))
-    changed = Declared(bucket, "b", {"x": 2}, None, urn(bucket, "b"), STACK, [])
+    changed = declared_as(bucket, "b", {"x": 2})
     with pytest.raises(ValueError, match=f"no diff rules for resource type {bucket}"):
         make_plan(Program("t", [changed], {}), checkpoint)
 
@@ -464,7 +466,7 @@ class Runner(Recorder):
         return self._outputs(new)
 
 
-def keyed(image_tag: str = "img:1", out_script: str = "take out", restart: str = "unless-stopped") -> list[Declared]:
+def keyed(image_tag: str = "img:1", out_script: str = "take out", restart: str = "unless-stopped") -> list[Resource]:
     """A step keyed on a container's ID and on another step's stdout (computed outputs), as the program's
     ready steps are on their container and drain."""
     from harness.program import computed
@@ -486,7 +488,7 @@ def test_a_step_keyed_on_computed_outputs_is_same_until_they_change_and_unknown_
     stored as placeholders, the same on an unchanged `up`, and a replace when either changes (shown as a
     replace in the preview, where the new value is unknown)."""
 
-    def apply(resources: list[Declared]):
+    def apply(resources: list[Resource]):
         recorder = Runner()
         ops = dict.fromkeys((rules.COMMAND, rules.DOCKER_PROVIDER, rules.IMAGE, rules.CONTAINER), recorder)
         eng = Engine(Checkpoint.load(tmp_path / "state.json"), tmp_path, log=lambda line: None, parallel=4, ops=ops)
