@@ -55,7 +55,7 @@ class Changes:
 
     def apply(self, lab: Lab, run: Run) -> None:
         name, altered = self.altered(run)
-        applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
+        applied = stack.apply(lab, altered, log=quiet, profile=name, files=self.files)
         kinds = applied.plan.changes_besides_bring_back()
         counts: dict[str, int] = {}
         for kind in kinds.values():

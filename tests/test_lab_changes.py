@@ -65,7 +65,7 @@ class Changes:
         time.sleep(1)
         try:
             applied = stack.apply(
-                self.lab, self.alter, log=lambda line: None, stack=PROFILE, files=self.files, replace=replace
+                self.lab, self.alter, log=lambda line: None, profile=PROFILE, files=self.files, replace=replace
             )
         finally:
             recording = load.finish(tail=3)
@@ -127,7 +127,7 @@ def changes(deployed, lab: Lab, tmp_path_factory) -> Changes:
     files = tmp_path_factory.mktemp("changes") / "files"
     shutil.copytree(render.FILES, files)
     state = Changes(lab, files)
-    stack.apply(lab, log=lambda line: None, stack=PROFILE, files=files)
+    stack.apply(lab, log=lambda line: None, profile=PROFILE, files=files)
     assert_healthy(lab)
     return state
 
@@ -276,7 +276,7 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
         recording = load.finish(tail=3)
     assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
-    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert again.plan.kinds() == {}  # the containers kept their IDs: nothing to bring back either
 
 
@@ -346,7 +346,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         "import json, sys; from pathlib import Path; from drills import stack; from lab.lab import Lab;"
         "values = json.loads(sys.argv[2]);"
         "alter = lambda config: stack.apply_values(config, values);"
-        "stack.apply(Lab.from_stack(), alter, stack=sys.argv[3], files=Path(sys.argv[1]))"
+        "stack.apply(Lab.from_stack(), alter, profile=sys.argv[3], files=Path(sys.argv[1]))"
     )
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     child = subprocess.Popen(
@@ -365,7 +365,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
                 break
         child.wait(timeout=600)
         assert child.returncode == -signal.SIGKILL, f"the apply ended by itself ({child.returncode}), not killed"
-        applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+        applied = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
     kinds = changed(applied)
@@ -374,7 +374,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         assert kinds[f"{server.name}-nginx-container"] == "replace"
     assert_no_request_failed(recording)
     assert_healthy(lab)
-    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert again.plan.kinds() == {}  # converged: not even a bring-back step left
 
 
@@ -391,7 +391,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
         with pytest.raises(StepError, match="not healthy"):
-            stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+            stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
     assert {server: lab.sh(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
@@ -400,7 +400,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     again = stack.lab_stack.preview(lab, PROFILE, changes.alter, files=changes.files)
     assert again.kinds()[f"{first}-nginx-container"] == "update"
     dockerfile.write_text(good)
-    applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    applied = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert changed(applied)[f"{first}-nginx-container"] == "replace"  # a new image replaces the kept one
     assert {applied.plan.kinds()[f"{first}-nginx-ready-on-{b.name}"] for b in lab.balancers} == {"replace"}
     assert_healthy(lab)
