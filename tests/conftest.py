@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from components.settings import CONFIG_NAMESPACE, load
 from harness import program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +132,22 @@ def files_copy(tmp_path):
     files = tmp_path / "files"
     shutil.copytree(render.FILES, files)
     return files
+
+
+@pytest.fixture
+def run_or_refuse(stack_config):
+    """Validate first, as the program does before declaring anything (fast, so a suite of mostly refused
+    values stays quick); run the whole program under mocks for each accepted value. That a refusal
+    happens before any resource is declared is pinned per class in test_settings.py. For the property
+    tests (test_properties*.py)."""
+
+    def run_or_refuse(stack: str, alter):
+        config = stack_config(stack)
+        alter(config)
+        get = lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}")  # noqa: E731
+        prefix = f"{CONFIG_NAMESPACE}:"
+        keys = {k.removeprefix(prefix): k in program.SECRET_CONFIG_KEYS for k in config if k.startswith(prefix)}
+        load(get, get, keys)
+        return program.run(stack, config, invoke=canned_invoke)
+
+    return run_or_refuse
