@@ -37,6 +37,7 @@ from harness.program import ROOT
 from lab.images import BASE_IMAGE
 from lab.inventory import CLUSTER_CONFIG_KEY, Inventory
 from lab.lab import Lab
+from tests.lab_checks import assert_healthy, assert_no_build_leftovers
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
@@ -76,27 +77,6 @@ def changed(applied) -> dict[str, str]:
     """The plan's changes, without the bring-back steps (replaced for their triggers alone: the unit tests
     in tests/test_program.py and tests/test_converge.py assert exactly when they run)."""
     return applied.plan.changes_besides_bring_back()
-
-
-def assert_healthy(lab: Lab) -> None:
-    stack.wait_serving(lab)
-    for balancer in lab.balancers:
-        assert lab.sh(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
-    assert len(lab.vip_holders()) == 1
-
-
-def assert_no_build_leftovers(lab: Lab) -> None:
-    """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
-    ours but the build cache of the current tag (names.BUILD_OF_LABEL)."""
-    for host in lab.hosts:
-        stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
-        assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
-        tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
-        untagged = f"docker images -q --filter dangling=true --filter label={names.IMAGE_LABEL}"
-        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{names.BUILD_OF_LABEL}\"}}}}'"
-        left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
-        stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
-        assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
 
 
 def ended(step) -> float:
