@@ -75,7 +75,7 @@ class Changes:
 
 def changed(applied) -> dict[str, str]:
     """The plan's changes, without the bring-back steps (replaced for their triggers alone: the unit tests
-    in tests/test_program.py and tests/test_converge.py assert exactly when they run)."""
+    in tests/test_program_changes.py and tests/test_converge.py assert exactly when they run)."""
     return applied.plan.changes_besides_bring_back()
 
 
