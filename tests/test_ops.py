@@ -22,11 +22,6 @@ from tests.ops_fakes import FakeFleet, cluster_facts, show_stat
 unit = pytest.mark.unit
 
 
-@pytest.fixture
-def settings(stack_config):
-    return ops_config.settings_from(ops_config.held_as_secrets(stack_config("dev")))[0]
-
-
 # ---- facts and the verdict ----------------------------------------------------------------------------
 
 

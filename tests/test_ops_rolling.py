@@ -7,18 +7,12 @@ import pytest
 
 from components import names
 from ops import __main__ as cli
-from ops import config as ops_config
 from ops import drill, rolling
 from ops.hosts import HostUnreachable, ScriptedFleet
 from ops.probe import Sample, time_to_recovery
 from tests.ops_fakes import FakeClock, FakeFleet, cluster_facts
 
 unit = pytest.mark.unit
-
-
-@pytest.fixture
-def settings(stack_config):
-    return ops_config.settings_from(ops_config.held_as_secrets(stack_config("dev")))[0]
 
 
 # ---- reboot, shutdown, drill ---------------------------------------------------------------------------

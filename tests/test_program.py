@@ -23,19 +23,9 @@ from tests.program_views import (
     program_config,
 )
 
-from .conftest import STACKS, STATS_PASSWORD, VRRP_PASSWORD
+from .conftest import STATS_PASSWORD, VRRP_PASSWORD
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(params=STACKS)
-def stack(request):
-    return request.param
-
-
-@pytest.fixture
-def program(run_stack, stack):
-    return run_stack(stack)
 
 
 def test_a_docker_provider_per_host_over_ssh(program):

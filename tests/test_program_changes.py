@@ -19,19 +19,7 @@ from tests.program_views import (
     script_of,
 )
 
-from .conftest import STACKS
-
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(params=STACKS)
-def stack(request):
-    return request.param
-
-
-@pytest.fixture
-def program(run_stack, stack):
-    return run_stack(stack)
 
 
 def _append_comment(files, relative: str) -> None:
