@@ -5,12 +5,11 @@ a Problem naming the key and the fix."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from components.fields import CLUSTER_KEY, CONFIG_NAMESPACE, Problem
 
-if TYPE_CHECKING:
-    from components.settings import Cluster
+Cluster = Any  # a components.settings.Cluster, whose validator calls check_cluster (not imported: no circle)
 
 # keepalived: 255 belongs to the address owner; a tracked priority is clamped to 1..254.
 KEEPALIVED_MAX_PRIORITY = 254

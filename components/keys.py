@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -22,9 +22,6 @@ from components.fields import (
     fail,
     format_validation_error,
 )
-
-if TYPE_CHECKING:
-    from components.settings import Cluster
 
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
@@ -144,23 +141,24 @@ def _openssh_ed25519(key: ed25519.Ed25519PrivateKey) -> str:
 PrivateKey = Annotated[StrictStr, AfterValidator(_private_key)]
 
 
-def parse_host_keys(cluster: Cluster, raw: object) -> dict[str, str]:
-    """Every host needs a pinned SSH host key, so a swapped SD card or a spoofed address is refused."""
+def parse_host_keys(addresses: dict[str, str], raw: object) -> dict[str, str]:
+    """Every host (name -> address, in the cluster's order) needs a pinned SSH host key, so a swapped SD
+    card or a spoofed address is refused."""
     keys = raw if isinstance(raw, dict) else {}
-    for host in cluster.hosts:
-        if not keys.get(host.name):
+    for name, address in addresses.items():
+        if not keys.get(name):
             fail(
-                f"{HOST_KEYS_KEY}.{host.name}",
+                f"{HOST_KEYS_KEY}.{name}",
                 "missing or not an SSH public host key",
-                f"run `ssh-keyscan -t ed25519 {host.address}` and `pulumi config set --path "
-                f"'{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}.{host.name}' '<type> <base64>'`",
+                f"run `ssh-keyscan -t ed25519 {address}` and `pulumi config set --path "
+                f"'{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}.{name}' '<type> <base64>'`",
             )
-    unknown = sorted(set(keys) - {h.name for h in cluster.hosts})
+    unknown = sorted(set(keys) - set(addresses))
     if unknown:
         fail(
             HOST_KEYS_KEY, f"keys for unknown hosts {unknown}", "remove them or add those hosts to pihalb:cluster.hosts"
         )
     try:
-        return HOST_KEYS.validate_python({h.name: keys[h.name] for h in cluster.hosts})
+        return HOST_KEYS.validate_python({name: keys[name] for name in addresses})
     except ValidationError as err:
         raise ConfigError(format_validation_error(HOST_KEYS_KEY, err)) from None

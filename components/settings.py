@@ -376,7 +376,7 @@ def load(config_get_object, config_get_secret_raw, stack_keys: Mapping[str, bool
     if raw_cluster is None:
         fail(CLUSTER_KEY, "required object is missing", "copy the pihalb:cluster block of Pulumi.dev.yaml and edit it")
     cluster = parse_cluster(raw_cluster)
-    host_keys = parse_host_keys(cluster, config_get_object(HOST_KEYS_KEY))
+    host_keys = parse_host_keys({h.name: str(h.address) for h in cluster.hosts}, config_get_object(HOST_KEYS_KEY))
     for key in SECRET_KEYS:
         check_secret(key, config_get_secret_raw(key))
     material = check_tls_secrets(cluster.haproxy.tls, config_get_secret_raw)
