@@ -20,6 +20,16 @@ def vip_url(vip: object, port: int) -> str:
     return f"http://{vip}/" if port == 80 else f"http://{vip}:{port}/"
 
 
+def vip_held(vip: object, holders: list[str]) -> str:
+    """Who holds the VIP, in words (`python -m ops status` and `python -m lab status`): one balancer is the
+    only healthy answer; none is an outage; two is a VRRP split brain."""
+    if len(holders) > 1:
+        return f"VIP {vip}: SPLIT BRAIN, held by {', '.join(holders)} (VRRP adverts are not getting through)"
+    if not holders:
+        return f"VIP {vip}: NOT HELD by any balancer"
+    return f"VIP {vip}: held by {holders[0]}"
+
+
 def deploy(
     settings: Settings,
     secrets: dict[str, pulumi.Input[str]],
