@@ -14,8 +14,8 @@ from lab.lab import Lab
 # profile's priorities (254/253) leave its track weight no other valid value, so its advert interval.
 KEEPALIVED_TOGGLES = {
     "paper": ("vrrp.track.weight", 2, 3),
-    "tuned": ("vrrp.advertInterval", 0.02, 0.03),
-    "unicast": ("vrrp.advertInterval", 0.02, 0.03),
+    "tuned": ("vrrp.advertInterval", 0.03, 0.05),
+    "unicast": ("vrrp.advertInterval", 0.03, 0.05),
 }
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.changes import KEEPALIVED_TOGGLES
 from bench.sweep import Change, sweep
 from components import names, render
 from components.debian import HAPROXY_PINNED_VERSION
@@ -149,7 +150,7 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
         ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config"), True),  # a haproxy.cfg value: reloaded
         # A keepalived value, nothing deleted: the advert interval, reloaded in turn while the MASTER's adverts
         # keep the BACKUP's down timer. The BACKUP waits stopped while the MASTER reloads.
-        ("vrrp.advertInterval", 0.03, ("vrrp", "keepalived"), True),
+        (KEEPALIVED_TOGGLES["tuned"][0], KEEPALIVED_TOGGLES["tuned"][2], ("vrrp", "keepalived"), True),
         # A change of the instance's identity: keepalived starts a new instance on each host, the BACKUP's
         # takes the VIP while the MASTER's starts, then the MASTER takes it back (two VIP moves).
         ("vrrp.mode", "unicast", ("vrrp", "keepalived"), False),
