@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,24 @@ def settings(stack_config):
     from ops import config as ops_config
 
     return ops_config.settings_from(ops_config.held_as_secrets(stack_config("dev")))[0]
+
+
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Wall time per test module, setup and teardown included (a module's deployment counts for it)."""
+    started = time.monotonic()
+    yield
+    module = item.nodeid.split("::")[0]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + time.monotonic() - started
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MODULE_SECONDS:
+        return
+    terminalreporter.section("time per module")
+    for module, seconds in sorted(_MODULE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    terminalreporter.write_line(f"{sum(_MODULE_SECONDS.values()):8.1f} s  in all")
