@@ -8,6 +8,7 @@ from components.cluster import deploy
 from components.host import local_ssh_dir
 from components.render import FILES
 from components.settings import CONFIG_NAMESPACE, SECRET_KEYS, check_secret, load, running_stack_keys
+from components.tls_host import tls_material
 
 
 def main(files: Path = FILES) -> None:
@@ -18,7 +19,8 @@ def main(files: Path = FILES) -> None:
     secrets = {
         key: config.require_secret(key).apply(lambda value, key=key: check_secret(key, value)) for key in SECRET_KEYS
     }
-    outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files)
+    tls = tls_material(config, settings.cluster)  # None without haproxy.tls
+    outputs = deploy(settings, secrets, local_ssh_dir(pulumi.get_project(), pulumi.get_stack()), files, tls)
     for key, value in outputs.items():
         pulumi.export(key, value)
 

@@ -14,8 +14,8 @@ from lab.lab import Lab
 # profile's priorities (254/253) leave its track weight no other valid value, so its advert interval.
 KEEPALIVED_TOGGLES = {
     "paper": ("vrrp.track.weight", 2, 3),
-    "tuned": ("vrrp.advertInterval", 0.02, 0.03),
-    "unicast": ("vrrp.advertInterval", 0.02, 0.03),
+    "tuned": ("vrrp.advertInterval", 0.03, 0.05),
+    "unicast": ("vrrp.advertInterval", 0.03, 0.05),
 }
 
 
@@ -42,7 +42,8 @@ class Changes:
     def toggle(self, path: str, first: object, second: object) -> None:
         self.values[path] = second if self.values.get(path, first) == first else first
 
-    def apply(self, lab: Lab, run: Run) -> None:
+    def altered(self, run: Run) -> tuple[str, Callable[[dict], None]]:
+        """The run's stack file and what changes its config: the profile's own alteration, then the values."""
         name, alter = run_stack(run.profile)
 
         def altered(config: dict) -> None:
@@ -50,7 +51,11 @@ class Changes:
                 alter(config)
             stack.apply_values(config, self.values)
 
-        applied = stack.apply(lab, altered, log=quiet, stack=name, files=self.files)
+        return name, altered
+
+    def apply(self, lab: Lab, run: Run) -> None:
+        name, altered = self.altered(run)
+        applied = stack.apply(lab, altered, log=quiet, profile=name, files=self.files)
         kinds = applied.plan.changes_besides_bring_back()
         counts: dict[str, int] = {}
         for kind in kinds.values():
@@ -72,7 +77,7 @@ def _change(make: Callable[[Lab, Run], None]) -> Callable[[Lab, Run], None]:
 
 
 def _engine_restart_rolling(lab: Lab, run: Run) -> None:
-    maintenance.restart_engines_rolling(lab)
+    maintenance.restart_engines_rolling(lab, *CHANGES.altered(run))
     run.notes.append("dockerd restarted on each host in turn, servers drained first, the MASTER after a handover")
 
 

@@ -47,13 +47,13 @@ def _rollout(lab: Lab, run: Run) -> None:
     """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
     name, alter = run_stack(run.profile)
     files = stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
-    applied = stack.apply(lab, alter, log=quiet, stack=name, files=files)
+    applied = stack.apply(lab, alter, log=quiet, profile=name, files=files)
     run.notes.append("changed: " + ", ".join(f"{n} ({k})" for n, k in applied.plan.kinds().items()))
 
 
 def _restore_config(lab: Lab, run: Run) -> None:
     name, alter = run_stack(run.profile)
-    stack.apply(lab, alter, log=quiet, stack=name)
+    stack.apply(lab, alter, log=quiet, profile=name)
 
 
 def _interrupted_apply(lab: Lab, run: Run) -> None:
@@ -64,7 +64,7 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
     code = (
         "import sys; sys.path.insert(0, '.'); from pathlib import Path;"
         "from drills import stack; from lab.lab import Lab;"
-        "stack.apply(Lab.from_stack(), stack=sys.argv[2], files=Path(sys.argv[1]))"
+        "stack.apply(Lab.from_stack(), profile=sys.argv[2], files=Path(sys.argv[1]))"
     )
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(files), name],
@@ -81,8 +81,8 @@ def _interrupted_apply(lab: Lab, run: Run) -> None:
             break
     child.wait(timeout=120)
     run.notes.append(f"apply killed after {killed_after}")
-    report = stack.apply(lab, alter, log=quiet, stack=name, files=files).report
-    again = stack.apply(lab, alter, log=quiet, stack=name, files=files).report
+    report = stack.apply(lab, alter, log=quiet, profile=name, files=files).report
+    again = stack.apply(lab, alter, log=quiet, profile=name, files=files).report
     run.notes.append("re-apply changed: " + (", ".join(s.name for s in report.done if s.host_changed) or "nothing"))
     run.notes.append("third apply changed: " + (", ".join(s.name for s in again.done if s.host_changed) or "nothing"))
     served = get_vip(lab).headers.get("x-interrupted")
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         name, alter = run_stack(profile)
         print(f"bench: deploying {profile} ({name})", flush=True)
         CHANGES.reset()
-        stack.apply(lab, alter, log=quiet, stack=name, files=CHANGES.files)
+        stack.apply(lab, alter, log=quiet, profile=name, files=CHANGES.files)
         if args.takeover_runs and alter is None:  # the stack as shipped: its takeover, stage by stage
             takeover.measure(lab, name, args.takeover_runs)
         for scenario in scenarios:
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 summaries_path.write_text(json.dumps(summaries, indent=1))
                 write_table(summaries, {n: sc.title for n, sc in SCENARIOS.items()})
     if not args.no_throughput:
-        stack.apply(lab, log=quiet, stack="dev")
+        stack.apply(lab, log=quiet, profile="dev")
         (OUT / "throughput.json").write_text(json.dumps(throughput(lab), indent=1))
     shutil.rmtree(OUT / "tmp-files", ignore_errors=True)
     shutil.rmtree(CHANGES.files, ignore_errors=True)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lab = Lab.from_stack()
     lab.up()
-    stack.apply(lab, log=quiet, stack=args.stack)
+    stack.apply(lab, log=quiet, profile=args.stack)
     stack.wait_serving(lab)
     master = lab.master.name
     direct = measure(str(lab.servers[0].address), lab.server_port, args.rate, args.seconds)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lab = Lab.from_stack()
     lab.up()
-    stack.apply(lab, log=quiet, stack=args.stack)
+    stack.apply(lab, log=quiet, profile=args.stack)
     runs = []
     for number in range(args.runs):
         run = one_run(lab, args.stack, args.seed + number)

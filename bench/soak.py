@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lab = Lab.from_stack()
     lab.up()
-    stack.apply(lab, log=quiet, stack=args.stack)
+    stack.apply(lab, log=quiet, profile=args.stack)
     result = soak(lab, args.stack, args.seconds, args.stress)
     result["cost"] = cost(lab)
     stress = shlex.quote(args.stress)

@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab.from_stack()
     lab.up()
     print(f"takeover: applying {args.stack}", flush=True)
-    stack.apply(lab, log=quiet, stack=args.stack)
+    stack.apply(lab, log=quiet, profile=args.stack)
     summary = measure(lab, args.stack, args.runs)
     if summary:
         print("takeover: " + json.dumps(summary), flush=True)

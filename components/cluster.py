@@ -20,8 +20,25 @@ def vip_url(vip: object, port: int) -> str:
     return f"http://{vip}/" if port == 80 else f"http://{vip}:{port}/"
 
 
-def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: Path, files: Path) -> dict[str, object]:
-    """Declare every resource, rendering from the files root `files`; return the stack outputs."""
+def vip_held(vip: object, holders: list[str]) -> str:
+    """Who holds the VIP, in words (`python -m ops status` and `python -m lab status`): one balancer is the
+    only healthy answer; none is an outage; two is a VRRP split brain."""
+    if len(holders) > 1:
+        return f"VIP {vip}: SPLIT BRAIN, held by {', '.join(holders)} (VRRP adverts are not getting through)"
+    if not holders:
+        return f"VIP {vip}: NOT HELD by any balancer"
+    return f"VIP {vip}: held by {holders[0]}"
+
+
+def deploy(
+    settings: Settings,
+    secrets: dict[str, pulumi.Input[str]],
+    ssh_dir: Path,
+    files: Path,
+    tls: pulumi.Output | None = None,
+) -> dict[str, object]:
+    """Declare every resource, rendering from the files root `files`; return the stack outputs. `tls`: the
+    checked TLS secrets (components/tls_host.py tls_material) with haproxy.tls, else None."""
     cluster = settings.cluster
     rendering = Renderer(files)
     prepared = {
@@ -70,6 +87,8 @@ def deploy(settings: Settings, secrets: dict[str, pulumi.Input[str]], ssh_dir: P
                 servers_ready,
                 after,
                 settings.acme_thumbprint,
+                tls,
+                backup_host if host is master_host else master_host,
             ),
         )
     pair = KeepalivedPair(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components import names, render
+from components import names, render, tls_host
 from components.host import HostPreparation, container_logging, health_check, image_on_host, image_prune
 from components.remote import bring_back_script, remote_script
 from components.settings import Cluster, Host
@@ -57,6 +57,10 @@ class HaproxyBalancerArgs:
     """The other balancer's rejoin step, when this one rolls second (the MASTER after the BACKUP)."""
     acme_thumbprint: str = ""
     """With an acme certificate (haproxy.tls): the account's thumbprint, for the HTTP-01 answers."""
+    tls: pulumi.Output | None = None
+    """With haproxy.tls: the checked TLS secrets (tls.TlsMaterial), one secret Output; None without TLS."""
+    peer: Host | None = None
+    """The other balancer (with TLS: where the renewal looks for a newer certificate)."""
 
 
 class HaproxyBalancer(pulumi.ComponentResource):
@@ -82,16 +86,28 @@ class HaproxyBalancer(pulumi.ComponentResource):
                 cluster, args.host, list(args.servers), password, args.acme_thumbprint
             )
         )
+        # With TLS: the keys and HAProxy's first certificate are on the host before haproxy.cfg, whose
+        # check then mounts them (components/tls_host.py); without, none of it is declared.
+        tls_steps = (
+            tls_host.balancer_tls_steps(
+                name, args.rendering, cluster, args.host, args.peer, args.tls, prepared.connection,
+                parent=self, depends_on=[prepared.ready],
+            )
+            if args.tls is not None
+            else []
+        )  # fmt: skip
         self.config = remote_script(
             f"{name}-config",
             prepared.connection,
             pulumi.Output.all(config, self.image.image_name).apply(
-                lambda text_and_image: args.rendering.haproxy_config_script(*text_and_image)
+                lambda text_and_image: (tls_host.config_script_with_pem if tls_steps else str)(
+                    args.rendering.haproxy_config_script(*text_and_image)
+                )
             ),
             delete_script=args.rendering.haproxy_config_delete_script(),
             carries_secrets=True,
             parent=self,
-            depends_on=[prepared.ready, self.image, *args.servers_ready],
+            depends_on=[prepared.ready, self.image, *args.servers_ready, *tls_steps],
         )
         spec = dict(
             name=names.HAPROXY_CONTAINER,
@@ -101,6 +117,7 @@ class HaproxyBalancer(pulumi.ComponentResource):
             ports=[
                 docker.ContainerPortArgs(internal=names.HAPROXY_FRONTEND_CONTAINER_PORT, external=hp.frontend_port),
                 docker.ContainerPortArgs(internal=names.HAPROXY_STATS_CONTAINER_PORT, external=hp.stats_port),
+                *tls_host.tls_ports(cluster),
             ],
             volumes=[
                 docker.ContainerVolumeArgs(

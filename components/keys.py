@@ -10,9 +10,18 @@ from typing import Annotated
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pydantic import AfterValidator, StrictStr, TypeAdapter
+from pydantic import AfterValidator, StrictStr, TypeAdapter, ValidationError
 
-from components.fields import SET_SECRET, SSH_PRIVATE_KEY_KEY, Problem
+from components.fields import (
+    CONFIG_NAMESPACE,
+    HOST_KEYS_KEY,
+    SET_SECRET,
+    SSH_PRIVATE_KEY_KEY,
+    ConfigError,
+    Problem,
+    fail,
+    format_validation_error,
+)
 
 HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 
@@ -130,3 +139,26 @@ def _openssh_ed25519(key: ed25519.Ed25519PrivateKey) -> str:
 
 
 PrivateKey = Annotated[StrictStr, AfterValidator(_private_key)]
+
+
+def parse_host_keys(addresses: dict[str, str], raw: object) -> dict[str, str]:
+    """Every host (name -> address, in the cluster's order) needs a pinned SSH host key, so a swapped SD
+    card or a spoofed address is refused."""
+    keys = raw if isinstance(raw, dict) else {}
+    for name, address in addresses.items():
+        if not keys.get(name):
+            fail(
+                f"{HOST_KEYS_KEY}.{name}",
+                "missing or not an SSH public host key",
+                f"run `ssh-keyscan -t ed25519 {address}` and `pulumi config set --path "
+                f"'{CONFIG_NAMESPACE}:{HOST_KEYS_KEY}.{name}' '<type> <base64>'`",
+            )
+    unknown = sorted(set(keys) - set(addresses))
+    if unknown:
+        fail(
+            HOST_KEYS_KEY, f"keys for unknown hosts {unknown}", "remove them or add those hosts to pihalb:cluster.hosts"
+        )
+    try:
+        return HOST_KEYS.validate_python({name: keys[name] for name in addresses})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(HOST_KEYS_KEY, err)) from None

@@ -18,8 +18,9 @@ from pathlib import Path
 import jinja2
 
 from components import names
+from components.cluster_rules import handover_weight
 from components.debian import HAPROXY_RUNTIME_PACKAGES
-from components.settings import PLATFORM_ARCH, Cluster, Host, handover_weight
+from components.settings import PLATFORM_ARCH, Cluster, Host
 from components.tls import haproxy_tls
 from components.tracking import track_kind
 

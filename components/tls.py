@@ -167,6 +167,7 @@ Hsts = Annotated[int | bool, BeforeValidator(_hsts)]
 AcmeUrl = Annotated[StrictStr, AfterValidator(_acme_url)]
 Email = Annotated[StrictStr, AfterValidator(_email)]
 CaBundle = Annotated[StrictStr, AfterValidator(_ca_bundle)]
+OptionalUrl = Annotated[StrictStr, AfterValidator(lambda value: value and _acme_url(value))]
 
 
 # ---- models --------------------------------------------------------------------------------------------
@@ -181,6 +182,10 @@ class Certificate(StrictModel):
     ca_bundle: CaBundle = Field(default="", alias="caBundle")
     """The CA that signed the ACME server's own https certificate, when the system does not trust it
     (Pebble's, in the lab). Only the ACME client trusts it."""
+    roots_url: OptionalUrl = Field(default="", alias="rootsUrl")
+    """Where the ACME server publishes the roots it issues under, when the system does not trust them
+    (Pebble's management `/roots/0`, new at each start): fetched with caBundle, trusted by the renewal
+    only, to verify a chain before serving it or adopting the peer's."""
 
     @model_validator(mode="after")
     def _by_kind(self) -> Certificate:
@@ -203,7 +208,12 @@ class Certificate(StrictModel):
         return self
 
     def _acme_fields(self) -> dict[str, str]:
-        return {"directoryUrl": self.directory_url, "email": self.email, "caBundle": self.ca_bundle}
+        return {
+            "directoryUrl": self.directory_url,
+            "email": self.email,
+            "caBundle": self.ca_bundle,
+            "rootsUrl": self.roots_url,
+        }
 
 
 class Tls(StrictModel):

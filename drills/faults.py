@@ -7,6 +7,7 @@ import subprocess
 from components import names
 from drills.observe import mac_address
 from lab.lab import Lab
+from ops.lab_fleet import lab_fleet
 
 VRRP_MULTICAST_GROUP = "224.0.0.18"  # where VRRP adverts go (RFC 3768/5798)
 
@@ -17,16 +18,14 @@ def kill_haproxy(lab: Lab, host: str) -> None:
 
 
 def kill_haproxy_for_good(lab: Lab, host: str) -> None:
-    """The paper's kill of HAProxy; Docker's restart policy is paused first, or it would undo it in ~0.3 s."""
-    lab.sh(host, f"docker update --restart=no {names.HAPROXY_CONTAINER} >/dev/null && killall -9 haproxy")
+    """The paper's kill of HAProxy; Docker's restart policy is paused first, or it would undo it in ~0.3 s
+    (`python -m ops drill`'s kill)."""
+    lab_fleet(lab).kill_haproxy(host)
 
 
 def restore_haproxy(lab: Lab, host: str) -> None:
-    lab.sh(
-        host,
-        f"docker update --restart={names.RESTART_POLICY} {names.HAPROXY_CONTAINER} >/dev/null "
-        f"&& docker start {names.HAPROXY_CONTAINER}",
-    )
+    """Restart policy back, container started (`python -m ops drill`'s restore)."""
+    lab_fleet(lab).restore_haproxy(host)
 
 
 def stop_haproxy(lab: Lab, host: str) -> None:
@@ -38,11 +37,11 @@ def start_haproxy(lab: Lab, host: str) -> None:
 
 
 def stop_keepalived(lab: Lab, host: str) -> None:
-    lab.sh(host, "systemctl stop keepalived")
+    lab_fleet(lab).stop_keepalived(host)
 
 
 def start_keepalived(lab: Lab, host: str) -> None:
-    lab.sh(host, "systemctl start keepalived")
+    lab_fleet(lab).start_keepalived(host)
 
 
 def stop_nginx(lab: Lab, host: str) -> None:
@@ -84,12 +83,9 @@ def client_arp_cache_at(lab: Lab, host: str) -> None:
 
 def undo_all(lab: Lab) -> None:
     """Everything a fault above stops, started again (hosts stopped with `lab.stop_host` excepted)."""
+    fleet = lab_fleet(lab)
     for host in lab.balancers:
-        lab.sh(
-            host.name,
-            f"systemctl start keepalived; docker update --restart={names.RESTART_POLICY} {names.HAPROXY_CONTAINER} "
-            f">/dev/null; docker start {names.HAPROXY_CONTAINER} >/dev/null",
-            timeout=60,
-        )
+        fleet.start_keepalived(host.name)
+        fleet.restore_haproxy(host.name)
     for host in lab.servers:
         lab.sh(host.name, f"docker start {names.NGINX_CONTAINER} >/dev/null")

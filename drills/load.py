@@ -1,25 +1,17 @@
-"""A bounded load generator and a VIP probe, shared by the lab tests and the failover benchmark."""
+"""A bounded load on the site (`ops.probe.Probe`, the drill's own) that also watches the VIP holder and
+keepalived, shared by the lab tests and the benchmarks."""
 
 from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from drills.observe import get, keepalived_state
+from drills.observe import keepalived_state
 from lab.lab import Lab
+from ops.probe import Probe, Sample, get, time_to_recovery
 
 STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
-
-
-@dataclass
-class Sample:
-    t: float
-    ok: bool
-    server: int | None
-    detail: str
-    latency: float = 0.0  # seconds from connect to the whole reply read
 
 
 @dataclass
@@ -60,13 +52,7 @@ class Recording:
 
     def time_to_recovery(self) -> float | None:
         """From the first failure to the first success that starts STEADY_S without failures; 0 if none failed."""
-        failed = self.failed
-        if not failed:
-            return 0.0
-        for sample in self.samples:
-            if sample.ok and sample.t > failed[0].t and not any(sample.t < f.t <= sample.t + STEADY_S for f in failed):
-                return round(sample.t - failed[0].t, 3)
-        return None
+        return time_to_recovery(self.samples, STEADY_S)
 
 
 class Load:
@@ -81,57 +67,43 @@ class Load:
     ):
         self.host, self.port, self.rate, self.timeout, self.lab = host, port, rate, timeout, lab
         self.recording = Recording(seconds)
-        self.t0 = 0.0
-        self._threads: list[threading.Thread] = []
+        self.requests = Probe(
+            lambda: get(host, port, timeout=timeout), rate, seconds, timeout, samples=self.recording.samples
+        )
+        self._watcher: threading.Thread | None = None
 
     @classmethod
     def through_vip(cls, lab: Lab, rate: int, seconds: float, timeout: float = 1.0) -> Load:
         """Load on the site through the lab's VIP, probing the VIP holder and keepalived meanwhile."""
         return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=lab.frontend_port)
 
+    @property
+    def t0(self) -> float:
+        return self.requests.t0
+
     def start(self) -> Load:
-        self.t0 = time.monotonic() + 0.2
-        self._threads = [threading.Thread(target=self._drive, daemon=True)]
+        self.requests.start(delay=0.2)
         if self.lab is not None:
-            self._threads.append(threading.Thread(target=self._probe, args=(self.lab,), daemon=True))
-        for thread in self._threads:
-            thread.start()
+            self._watcher = threading.Thread(target=self._probe, args=(self.lab,), daemon=True)
+            self._watcher.start()
         return self
 
     def elapsed(self) -> float:
         """Seconds since the window began (negative just before the first request)."""
-        return time.monotonic() - self.t0
+        return self.requests.elapsed()
 
     def finish(self, tail: float = 3.0) -> Recording:
         """End the window `tail` seconds from now (if it would end later), then wait for it: a window as
         long as the change it watches, plus a tail in which a late failure would still show."""
         self.recording.seconds = min(self.recording.seconds, max(0.0, self.elapsed()) + tail)
+        self.requests.max_seconds = self.recording.seconds
         return self.join()
 
     def join(self) -> Recording:
-        for thread in self._threads:
-            thread.join(timeout=self.recording.seconds + 30)
-        self.recording.samples.sort(key=lambda s: s.t)
+        self.requests.join(timeout=self.recording.seconds + 30)
+        if self._watcher is not None:
+            self._watcher.join(timeout=self.recording.seconds + 30)
         return self.recording
-
-    def _one(self) -> None:
-        sent = self.elapsed()  # when it really went out, not when it was due: a late request is no alibi
-        reply = get(self.host, self.port, timeout=self.timeout)
-        latency = self.elapsed() - sent
-        ok = reply.status == 200 and reply.server is not None
-        detail = reply.error or str(reply.status)
-        self.recording.samples.append(Sample(round(sent, 3), ok, reply.server, detail, round(latency, 6)))
-
-    def _drive(self) -> None:
-        # Enough workers that requests hanging for the whole timeout never delay the ones due after them.
-        with ThreadPoolExecutor(max_workers=int(self.rate * self.timeout * 2) + 8) as pool:
-            i = 0
-            while (at := i / self.rate) < self.recording.seconds:  # `finish` may shorten the window
-                i += 1
-                delay = self.t0 + at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(self._one)
 
     def _probe(self, lab: Lab) -> None:
         last_states = -1.0

@@ -1,60 +1,26 @@
-"""Maintenance done to the lab by hand, as an operator would on the Pis: shared by the bench and the tests."""
+"""Maintenance done to the lab as an operator does it on the Pis, by ops' own procedures (`ops.rolling`
+through `ops.lab_fleet`): shared by the bench and the tests."""
 
 from __future__ import annotations
 
-import time
-
-from components import names
 from drills import stack
-from drills.observe import servers_seen_by, wait_until
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS
+from lab.inventory import STACK
 from lab.lab import Lab
-from ops.hosts import in_flight, runtime_command
+from lab.stack import Alter
+from ops.lab_fleet import lab_fleet
+from ops.rolling import DONE, Rolling
 
 
-def runtime(lab: Lab, balancer: str, command: str) -> str:
-    """One command to a balancer's HAProxy runtime API, as `python -m ops` sends it (over `docker exec` here)."""
-    return lab.sh(balancer, runtime_command(command))[1]
-
-
-def sessions(lab: Lab, server: str) -> int:
-    """Requests in flight to `server`, summed over both balancers."""
-    return sum(in_flight(runtime(lab, balancer.name, "show stat"), server) for balancer in lab.balancers)
-
-
-def container_healthy(lab: Lab, host: str, container: str) -> bool:
-    """Docker's health status says healthy (not starting, not unhealthy)."""
-    status = f"docker inspect -f '{{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}' {container}"
-    return lab.sh(host, status, check=False)[1].strip() == "healthy"
-
-
-def restart_engines_rolling(lab: Lab) -> None:
+def restart_engines_rolling(lab: Lab, profile: str = STACK, alter: Alter | None = None) -> None:
     """dockerd restarted on every host, one at a time, the MASTER last after handing the VIP over: what an
     engine upgrade does to a host (the engine packages are held, so it happens only like this, on purpose).
-    A server is drained on both balancers first and put back once its container answers, as README's
-    procedure and `python -m ops reboot` do."""
-    for server in lab.servers:
-        for balancer in lab.balancers:
-            runtime(lab, balancer.name, f"set server {names.HAPROXY_BACKEND}/{server.name} state maint")
-        wait_until(f"{server.name}'s requests in flight to finish", lambda s=server.name: sessions(lab, s) == 0, 30)
-        lab.sh(server.name, "systemctl restart docker", timeout=120)
-        wait_until(
-            f"{server.name}'s container healthy",
-            lambda s=server.name: container_healthy(lab, s, names.NGINX_CONTAINER),
-            60,
-        )
-        for balancer in lab.balancers:
-            runtime(lab, balancer.name, f"set server {names.HAPROXY_BACKEND}/{server.name} state ready")
-        stack.wait_serving(lab)
-    lab.sh(lab.backup.name, "systemctl restart docker", timeout=120)
-    stack.wait_serving(lab)
-    master = lab.master.name
-    lab.sh(master, f"echo 1 > {names.VRRP_HANDOVER_FILE}")
-    wait_until("the VIP to move for the engine restart", lambda: lab.vip_holders() == [lab.backup.name], 30)
-    time.sleep(1)
-    lab.sh(master, "systemctl restart docker", timeout=120)
-    wait_until("HAProxy back on the MASTER", lambda: servers_seen_by(lab, master), 60)
-    lab.sh(master, f"echo 0 > {names.VRRP_HANDOVER_FILE}")
+    `ops.rolling.Rolling.restart_engines` on the lab with the settings of `profile` (`alter`ed) as applied:
+    a server is drained on both balancers first and put back once its container answers, the cluster
+    healthy by `python -m ops status`'s verdict after each host; then the site serving through the VIP."""
+    code = Rolling(lab_fleet(lab, profile, alter)).restart_engines()
+    if code != DONE:
+        raise RuntimeError(f"the rolling engine restart did not complete (exit {code}); see its log above")
     stack.wait_serving(lab)
 
 

@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import http.client
-import io
 import re
 import subprocess
-import time
 from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from components import names
 from lab.lab import Lab
 from lab.output import LabError
-
-PAGE = re.compile(r"Hello world from server (\d+)!")
+from ops.hosts import parse_show_stat
+from ops.probe import Reply, get
+from ops.wait import wait_for
 
 T = TypeVar("T")
-
-
-class WaitTimeout(TimeoutError):
-    """A bounded wait gave up; the message says what it waited for and what it saw last."""
-
-
-@dataclass
-class Reply:
-    status: int | None
-    server: int | None
-    headers: dict[str, str]  # names in lower case
-    error: str = ""
-
-
-def get(host: str, port: int = 80, path: str = "/", timeout: float = 2.0, headers: dict | None = None) -> Reply:
-    """One HTTP request; failures are returned, not raised, so load and fault tests can count them."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        body = response.read().decode(errors="replace")
-        match = PAGE.search(body)
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, int(match.group(1)) if match else None, headers)
-    except (OSError, http.client.HTTPException) as error:
-        return Reply(None, None, {}, f"{type(error).__name__}: {error}")
-    finally:
-        conn.close()
 
 
 def get_vip(lab: Lab, timeout: float = 2.0) -> Reply:
@@ -56,18 +25,9 @@ def get_vip(lab: Lab, timeout: float = 2.0) -> Reply:
 
 
 def wait_until(what: str, predicate: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
-    """Poll until `predicate()` is truthy and return it; bounded, raising WaitTimeout with what it waited for."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except LabError as error:  # could not look this time (a busy machine, a host booting): not yet
-            last = error
-        if last and not isinstance(last, LabError):
-            return last
-        time.sleep(interval)
-    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """`ops.wait.wait_for` on the wall clock, for the lab: a LabError counts as "not yet" (a busy machine,
+    a host booting: could not look this time)."""
+    return wait_for(what, predicate, timeout, interval=interval, retry_on=(LabError,))
 
 
 def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
@@ -81,8 +41,7 @@ def haproxy_servers(address: str, port: int, password: str) -> dict[str, str]:
         return {}
     finally:
         conn.close()
-    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    return {r["svname"]: r["status"] for r in rows if r["pxname"] == names.HAPROXY_BACKEND and r["svname"] != "BACKEND"}
+    return parse_show_stat(text)
 
 
 def servers_seen_by(lab: Lab, balancer: str) -> dict[str, str]:

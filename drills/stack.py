@@ -1,4 +1,5 @@
-"""The lab's stacks (`dev`, `dev-tuned`) as a user of the lab would set them, declared and applied.
+"""The lab's profiles (`dev`, `dev-tuned`: stack files whose config is applied to the lab's one stack),
+as a user of the lab would set them, declared and applied.
 
 A stack's config is its file plus what the lab generated (host keys, the SSH key, the two passwords);
 `apply` plans and carries out the program on the lab with the lab engine, as `pulumi up` would.
@@ -14,7 +15,7 @@ from components.settings import CONFIG_NAMESPACE, HOST_KEYS_KEY
 from drills.observe import get_vip, servers_seen_by, wait_until
 from harness.engine import Done
 from lab import stack as lab_stack
-from lab.inventory import CLUSTER_CONFIG_KEY
+from lab.inventory import CLUSTER_CONFIG_KEY, STACK
 from lab.lab import Lab
 
 Alter = lab_stack.Alter
@@ -51,11 +52,12 @@ def unicast(config: dict) -> None:
 
 
 def apply(
-    lab: Lab, alter: Alter | None = None, log=print, stack: str = "dev", files: Path | None = None, replace=()
+    lab: Lab, alter: Alter | None = None, log=print, profile: str = STACK, files: Path | None = None, replace=()
 ) -> lab_stack.Applied:
-    """Plan and apply the `stack` profile (altered) on the lab; `files`: a files root to render from instead;
-    `replace`: resource names to replace whatever their diff says (`pulumi up --replace`)."""
-    return lab_stack.up(lab, stack, alter, files, log, replace)
+    """Plan and apply a profile (the config of Pulumi.<profile>.yaml, `alter`ed) to the lab's one stack;
+    `files`: a files root to render from instead; `replace`: resource names to replace whatever their diff
+    says (`pulumi up --replace`)."""
+    return lab_stack.up(lab, profile, alter, files, log, replace)
 
 
 def span(step: Done, t0: float) -> tuple[float, float]:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import rules
-from harness.program import COMPUTED, Declared, Program
+from harness.program import COMPUTED, Program
 from harness.state import STACK_TYPE, Checkpoint, Resource
 
 
@@ -94,22 +94,15 @@ class Plan:
         return sum(n for op, n in self.counts().items() if op != "same")
 
 
-def resource_of(declared: Declared) -> Resource:
-    """A declared resource as the checkpoint will hold it once applied (outputs are added by the apply)."""
-    return Resource(
-        urn=declared.urn,
-        type=declared.type,
-        custom=declared.custom,
-        inputs=declared.inputs,
-        parent=declared.parent,
+def resource_of(declared: Resource) -> Resource:
+    """The checkpoint's own copy of a declared resource (the apply gives it an id and outputs; the
+    program's record stays as declared)."""
+    return replace(
+        declared,
         dependencies=list(declared.dependencies),
         property_dependencies=dict(declared.property_dependencies),
-        provider=declared.provider or "",
-        delete_before_replace=declared.delete_before_replace,
         replace_on_changes=list(declared.replace_on_changes),
         ignore_changes=list(declared.ignore_changes),
-        replacement_trigger=declared.replacement_trigger,
-        retain_on_delete=declared.retain_on_delete,
         secret_paths=list(declared.secret_paths),
     )
 

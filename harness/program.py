@@ -29,37 +29,12 @@ from components.settings import CONFIG_NAMESPACE, SECRET_KEYS
 from components.tls import TLS_SECRET_KEYS
 from harness import invokes
 from harness.command_ops import StepError
+from harness.state import Resource, unwrap_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "pi-ha-lb"
 # The secret keys as namespaced config keys: what `pulumi config set --secret` marks secret.
 SECRET_CONFIG_KEYS = [f"{CONFIG_NAMESPACE}:{key}" for key in (*SECRET_KEYS, *TLS_SECRET_KEYS)]
-
-
-@dataclass
-class Declared:
-    """One resource as the program declared it."""
-
-    type: str
-    name: str
-    inputs: dict[str, Any]
-    provider: str | None
-    urn: str
-    parent: str
-    dependencies: list[str]
-    secret_paths: list[str] = field(default_factory=list)
-    delete_before_replace: bool = False
-    custom: bool = True
-    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
-    replace_on_changes: list[str] = field(default_factory=list)
-    ignore_changes: list[str] = field(default_factory=list)
-    replacement_trigger: Any = None
-    retain_on_delete: bool = False
-
-    @property
-    def provider_urn(self) -> str | None:
-        """The URN of its explicit provider (the reference is `urn::id`)."""
-        return self.provider.rsplit("::", 1)[0] if self.provider else None
 
 
 @dataclass
@@ -77,23 +52,23 @@ class Program:
     """Everything one run declared, in registration order, and the stack outputs."""
 
     stack: str
-    resources: list[Declared]
+    resources: list[Resource]
     outputs: dict[str, Any]
     invokes: list[Invoked] = field(default_factory=list)
 
-    def of_type(self, type_: str) -> list[Declared]:
+    def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str) -> Declared:
+    def named(self, name: str) -> Resource:
         matches = [r for r in self.resources if r.name == name]
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
 
-    def find(self, urn: str) -> Declared | None:
+    def find(self, urn: str) -> Resource | None:
         return next((r for r in self.resources if r.urn == urn), None)
 
-    def depends_on(self, resource: Declared, other: Declared) -> bool:
+    def depends_on(self, resource: Resource, other: Resource) -> bool:
         """True when `resource` waits for `other`, directly, through a parent, or transitively."""
         seen: set[str] = set()
         todo = [resource.urn]
@@ -129,18 +104,6 @@ def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _unwrap_secrets(value: Any, path: str, found: list[str]) -> Any:
-    """Mocks see secrets as {'4dabf18193072939515e22adb298388d': '1b47061264138c4ac30d75fd1eb44270', 'value': …}."""
-    if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            found.append(path)
-            return _unwrap_secrets(value["value"], path, found)
-        return {k: _unwrap_secrets(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unwrap_secrets(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
-    return value
-
-
 # Outputs a provider computes on create or update (not copies of inputs), by resource type: an image's
 # digest, a command's stdout, a container's ID (`id`: the resource's own ID). The mocks give each a
 # placeholder naming the resource and the output; whatever the program derives from it carries the
@@ -158,7 +121,7 @@ def computed(type_: str, name: str, output: str) -> str:
 
 
 class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self, resources: list[Declared], invoke: invokes.Invoke) -> None:
+    def __init__(self, resources: list[Resource], invoke: invokes.Invoke) -> None:
         self.resources = resources
         self.invoke = invoke
         self.invoked: list[Invoked] = []
@@ -197,30 +160,29 @@ class _RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             secret_paths: list[str] = []
-            inputs = _unwrap_secrets(rpc.deserialize_properties(request.object), "", secret_paths)
+            inputs = unwrap_secrets(rpc.deserialize_properties(request.object), secret_paths)
             trigger = None
             if request.HasField("replacement_trigger"):
-                trigger = _unwrap_secrets(rpc.deserialize_property(request.replacement_trigger), "", [])
+                trigger = unwrap_secrets(rpc.deserialize_property(request.replacement_trigger), [])
             self.mocks.resources.append(
-                Declared(
-                    request.type,
-                    request.name,
-                    inputs,
-                    engine_urn(request.provider) or None,
-                    engine_urn(response.urn),
-                    engine_urn(request.parent),
-                    sorted({engine_urn(u) for u in request.dependencies}),
-                    secret_paths,
-                    request.deleteBeforeReplace,
-                    request.custom,
-                    {
+                Resource(
+                    urn=engine_urn(response.urn),
+                    type=request.type,
+                    custom=request.custom,
+                    inputs=inputs,
+                    parent=engine_urn(request.parent),
+                    dependencies=sorted({engine_urn(u) for u in request.dependencies}),
+                    property_dependencies={
                         key: sorted(engine_urn(u) for u in deps.urns)
                         for key, deps in request.propertyDependencies.items()
                     },
-                    list(request.replaceOnChanges),
-                    list(request.ignoreChanges),
-                    trigger,
-                    request.retainOnDelete,
+                    provider=engine_urn(request.provider),
+                    delete_before_replace=request.deleteBeforeReplace,
+                    replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
+                    replacement_trigger=trigger,
+                    retain_on_delete=request.retainOnDelete,
+                    secret_paths=secret_paths,
                 )
             )
         return response
@@ -232,7 +194,7 @@ def run(
     files: Path | None = None,
     preview: bool = False,
     secret_keys: list[str] | None = None,
-    declared: list[Declared] | None = None,
+    declared: list[Resource] | None = None,
     invoke: invokes.Invoke = invokes.run,
 ) -> Program:
     """Run `__main__.py` for `stack` with `config` (namespaced keys) and return what it declared.

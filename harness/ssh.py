@@ -72,10 +72,17 @@ class Login:
         raise AssertionError("unreachable")
 
     def run(
-        self, command: str, stdin: str | None = None, timeout: float = 900, attempts: int = 1
+        self,
+        command: str,
+        stdin: str | None = None,
+        timeout: float = 900,
+        attempts: int = 1,
+        connect_timeout: float = 10.0,
     ) -> tuple[int, str, str]:
-        """Run `command`, feeding `stdin` (kept off the command line: it may carry secrets)."""
-        client = self.connect(attempts=attempts)
+        """Run `command`, feeding `stdin` (kept off the command line: it may carry secrets); (exit, out, err).
+
+        A dial or login that fails, a dropped connection and a command running past `timeout` raise SshError."""
+        client = self.connect(attempts=attempts, timeout=connect_timeout)
         try:
             channel_in, stdout, stderr = client.exec_command(command, timeout=timeout)
             if stdin is not None:
@@ -86,5 +93,7 @@ class Login:
             return stdout.channel.recv_exit_status(), out, err
         except TimeoutError as error:
             raise SshError(f"{self.host}: `{command[:60]}` took longer than {timeout:.0f}s") from error
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise SshError(f"{self.host}: `{command[:60]}`: {type(error).__name__}: {error}") from error
         finally:
             client.close()

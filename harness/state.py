@@ -25,7 +25,8 @@ ENGINE_VERSION = "pihalb-lab-engine (Pulumi deployment v3 shape)"
 
 @dataclass
 class Resource:
-    """One resource as the checkpoint holds it (the fields `pulumi stack export` shows)."""
+    """One resource as the program declares it (`harness.program`) and as the checkpoint holds it once
+    applied, with its id and outputs (the fields `pulumi stack export` shows)."""
 
     urn: str
     type: str
@@ -86,8 +87,8 @@ class Resource:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Resource:
         secret_paths: list[str] = []
-        inputs = _unwrap_secrets(data.get("inputs", {}), "", secret_paths)
-        outputs = _unwrap_secrets(data.get("outputs", {}), "", [])
+        inputs = unwrap_secrets(data.get("inputs", {}), secret_paths)
+        outputs = unwrap_secrets(data.get("outputs", {}), [])
         return cls(
             urn=data["urn"],
             type=data["type"],
@@ -225,12 +226,15 @@ def _wrap_secrets(value: Any, paths: list[str], here: str = "") -> Any:
     return value
 
 
-def _unwrap_secrets(value: Any, here: str, found: list[str]) -> Any:
+def unwrap_secrets(value: Any, found: list[str], here: str = "") -> Any:
+    """Plain values, and in `found` the paths that were secret: in the checkpoint's shape (the signature
+    with a `plaintext` JSON string) or in the shape the program's mocks see (the signature with a `value`)."""
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG:
             found.append(here)
-            return json.loads(value["plaintext"])
-        return {k: _unwrap_secrets(v, f"{here}.{k}" if here else k, found) for k, v in value.items()}
+            inner = json.loads(value["plaintext"]) if "plaintext" in value else value["value"]
+            return unwrap_secrets(inner, found, here)
+        return {k: unwrap_secrets(v, found, f"{here}.{k}" if here else k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap_secrets(v, f"{here}[{i}]", found) for i, v in enumerate(value)]
+        return [unwrap_secrets(v, found, f"{here}[{i}]") for i, v in enumerate(value)]
     return value

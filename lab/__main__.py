@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from components.cluster import vip_held
 from components.settings import ConfigError
 from harness.command_ops import StepError
 from harness.plan import preview_text
@@ -73,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows = lab.status()
             print_status(rows)
-            verdict, healthy = vip_verdict(lab, rows)
-            print(verdict)
-            if not healthy:
+            holders = [row.name for row in rows if row.vip]
+            print(vip_held(lab.vip.ip, holders))
+            if len(holders) != 1:
                 return 2
     except LabError as error:
         print(f"lab: error: {error}", file=sys.stderr)
@@ -105,16 +106,6 @@ def run_engine(lab: Lab, verb: str, profile: str, replace: list[str]) -> int:
 def say_served(lab: Lab) -> None:
     """Wait (bounded) until a page comes through the VIP, then say where the site is served."""
     say(f"served at {lab.vip_url} ({lab.wait_served()})")
-
-
-def vip_verdict(lab: Lab, rows: list[HostStatus]) -> tuple[str, bool]:
-    """One VIP holder is the only healthy answer: none is an outage, two is a VRRP split brain."""
-    holders = [row.name for row in rows if row.vip]
-    if len(holders) == 1:
-        return f"VIP {lab.vip.ip}: held by {holders[0]}", True
-    if not holders:
-        return f"VIP {lab.vip.ip}: NOT HELD by any host", False
-    return f"VIP {lab.vip.ip}: SPLIT BRAIN, held by {', '.join(holders)} (VRRP adverts are not getting through)", False
 
 
 def print_status(rows: list[HostStatus]) -> None:

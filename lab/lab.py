@@ -26,6 +26,7 @@ from components.cluster import vip_url
 from components.settings import Host
 from harness.backend import Backend
 from harness.state import hosts_of
+from lab import acme
 from lab.docker_engine import DockerEngine
 from lab.hosts import Hosts, ensure_rt_budget
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
@@ -200,7 +201,9 @@ class Lab:
             )
 
     def down(self, all_images: bool = False) -> None:
-        """Remove the hosts, their Docker volumes, the network and lab/.state/ (and with all_images the images)."""
+        """Remove the hosts, their Docker volumes, the network and lab/.state/ (and with all_images the images);
+        the lab's Pebble, if it runs, is stopped first (lab/acme.py)."""
+        acme.Pebble(self.state_dir / "acme" / "pebble", str(self.gateway), str(self.vip.ip)).stop()
         self._hosts.remove_all()
         if self.state_dir.exists():
             say(f"removing {self.state_dir.relative_to(self.root)}/")

@@ -45,6 +45,14 @@ class Shell:
             raise LabError(f"{name}: `{command}` {why}:\n{output}")
         return result.exit_code, output
 
+    def bash(self, name: str, script: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run `script` with bash as root inside host `name`, bounded as `sh` is: (exit code, stdout, stderr)
+        apart, as a login's would be (what `ops.lab_fleet.ConsoleRunner` gives the ops scripts)."""
+        wrapped = ["timeout", "--kill-after=5", str(int(timeout)), "bash", "-c", script]
+        result = self.container(name).exec_run(wrapped, user="root", demux=True)
+        out, err = result.output if result.output else (None, None)
+        return result.exit_code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
     def stream_in(self, name: str, command: list[str], chunks: Iterable[bytes]) -> str:
         """Run `command` in host `name` with `chunks` streamed to its stdin (what `docker exec -i` does)."""
         api = self.engine.client.api

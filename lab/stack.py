@@ -25,6 +25,7 @@ from harness import program
 from harness.backend import Backend
 from harness.engine import Engine, Report
 from harness.plan import Plan
+from lab import acme
 from lab.inventory import STACK
 from lab.lab import Lab
 
@@ -62,6 +63,7 @@ def config(lab: Lab, profile: str = STACK, alter: Alter | None = None) -> dict:
     values = copy.deepcopy(program.stack_file_config(profile)) | lab_layer(lab)
     if alter:
         alter(values)
+    acme.tls_layer(values, lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
     return values
 
 

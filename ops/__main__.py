@@ -5,9 +5,10 @@
   drill     the paper's failover test, bounded: refused unless healthy; a probe on the VIP; HAProxy killed
             on the MASTER (restart policy paused); the VIP moves; restored; the VIP comes back.
   reboot    rolling reboot, one host at a time: servers (drained), the BACKUP, the MASTER (VIP handed over).
+  restart-engines  the same roll restarting dockerd instead of rebooting (a Docker engine upgrade's restart).
   shutdown  the whole cluster: keepalived off on BACKUP then MASTER, balancers off, servers off.
 
-Exit codes of drill, reboot, shutdown: 0 done, 1 failed midway (see the output), 3 refused (cluster not
+Exit codes of drill, reboot, restart-engines, shutdown: 0 done, 1 failed midway (see the output), 3 refused (cluster not
 healthy, or shutdown without --yes-really). 4: the stack's config is unusable. 64: bad arguments.
 Host keys and secrets come from `pulumi config --show-secrets` when the Pulumi CLI is on PATH, else
 from the lab's state (lab/.state/).
@@ -23,7 +24,8 @@ from typing import NoReturn
 from ops import drill as drill_verb
 from ops import rolling, status
 from ops.config import OpsConfigError, load_stack
-from ops.hosts import Cluster, HostUnreachable, SshCluster
+from ops.hosts import Fleet, HostUnreachable, ScriptedFleet, SshRunner
+from ops.probe import Probe, get
 
 CONFIG_ERROR, USAGE = 4, 64
 
@@ -41,6 +43,7 @@ def parser() -> Parser:
         ("status", "health of every host; exit 0 healthy, 1 degraded, 2 outage or split brain"),
         ("drill", "kill HAProxy on the MASTER, watch the VIP move and come back, measure the outage"),
         ("reboot", "rolling reboot, one host at a time, the cluster healthy between hosts"),
+        ("restart-engines", "rolling dockerd restart, as reboot does it (an engine upgrade's restart)"),
         ("shutdown", "power the whole cluster off (needs --yes-really)"),
     ):
         verb = verbs.add_parser(name, help=text, description=text)
@@ -55,7 +58,7 @@ def parser() -> Parser:
     return top
 
 
-def main(argv: list[str] | None = None, cluster: Cluster | None = None) -> int:
+def main(argv: list[str] | None = None, cluster: Fleet | None = None) -> int:
     args = parser().parse_args(argv)
     if args.verb == "shutdown" and not args.yes_really:
         print("shutdown refused: it powers off every host of the stack; add --yes-really", file=sys.stderr)
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None, cluster: Cluster | None = None) -> int:
         except (OpsConfigError, ValueError) as error:  # ConfigError is a ValueError
             print(f"ops: stack {args.stack}: {error}", file=sys.stderr)
             return CONFIG_ERROR
-        cluster = SshCluster(config)
+        cluster = ScriptedFleet(config.settings, SshRunner(config))
     try:
         return run(args, cluster)
     except HostUnreachable as error:
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None, cluster: Cluster | None = None) -> int:
         return rolling.FAILED
 
 
-def run(args: argparse.Namespace, cluster: Cluster) -> int:
+def run(args: argparse.Namespace, cluster: Fleet) -> int:
     settings = cluster.settings
     if args.verb == "status":
         facts = cluster.facts()
@@ -86,12 +89,11 @@ def run(args: argparse.Namespace, cluster: Cluster) -> int:
         return result.code
     if args.verb == "drill":
         vip, port = str(settings.cluster.vrrp.vip.ip), settings.cluster.haproxy.frontend_port
-        probe = drill_verb.Probe(
-            lambda: drill_verb.http_ok(vip, port, 1.0), rate=args.rate, max_seconds=args.max_seconds, timeout=1.0
-        )
+        probe = Probe(lambda: get(vip, port, timeout=1.0), rate=args.rate, max_seconds=args.max_seconds, timeout=1.0)
         return drill_verb.drill(cluster, probe, say=_say)
     ops = rolling.Rolling(cluster, say=_say)
-    return ops.reboot() if args.verb == "reboot" else ops.shutdown()
+    verb = {"reboot": ops.reboot, "restart-engines": ops.restart_engines, "shutdown": ops.shutdown}[args.verb]
+    return verb()
 
 
 def _say(line: str) -> None:

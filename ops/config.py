@@ -75,6 +75,11 @@ def parse_pulumi_json(text: str) -> Layer:
     return layer
 
 
+def held_as_secrets(values: Layer) -> Layer:
+    """The values with the program's secrets held as secrets, as `pulumi config --json` marks them."""
+    return {key: Secret(value) if key in SECRET_CONFIG_KEYS else value for key, value in values.items()}
+
+
 def lab_layer(stack: str) -> Layer:
     """The lab's host keys and generated secrets (no Pulumi CLI: the lab engine deployed this stack).
 
@@ -94,7 +99,7 @@ def lab_layer(stack: str) -> Layer:
                 "Pulumi CLI (host keys and secrets come from `pulumi config --show-secrets`)"
             )
         # The lab's secrets, as `lab config-set` and the lab engine give them to Pulumi: as secrets.
-        return {key: Secret(value) if key in SECRET_CONFIG_KEYS else value for key, value in layer_of(lab).items()}
+        return held_as_secrets(layer_of(lab))
     except LabError as error:
         raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
 

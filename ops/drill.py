@@ -4,18 +4,15 @@ Refuses unless the cluster is healthy. A probe sends `rate` requests/s to the VI
 connection, `timeout` s each, for at most `max_seconds`); HAProxy is killed on the VRRP MASTER with
 Docker's restart policy paused (or Docker would bring it back in a second and the VIP would not move);
 the VIP's move is shown; HAProxy is restored (policy back, container started) and the VIP comes back.
-Outage = from the first failed request to the first success after it.
+Outage = from the first failed request to the first success after it (`ops.probe.time_to_recovery`).
 """
 
 from __future__ import annotations
 
-import http.client
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from ops.hosts import Cluster
+from ops.hosts import Fleet
+from ops.probe import Probe, Sample, time_to_recovery
 from ops.status import verdict
 from ops.wait import Clock, OpsTimeout, wait_for
 
@@ -25,76 +22,8 @@ BACK_TIMEOUT_S = 60
 HEALTHY_TIMEOUT_S = 90
 
 
-def http_ok(host: str, port: int, timeout: float) -> bool:
-    """One GET / on a new connection: True on a 200."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
-@dataclass
-class Probe:
-    """`fetch()` called `rate` times a second in the background until `stop()` or `max_seconds`."""
-
-    fetch: Callable[[], bool]
-    rate: int = 20
-    max_seconds: float = 60.0
-    timeout: float = 1.0
-    clock: Clock = field(default_factory=Clock)
-    samples: list[tuple[float, bool]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drive, daemon=True)
-        self.t0 = 0.0
-
-    def start(self) -> Probe:
-        self.t0 = self.clock.monotonic()
-        self._thread.start()
-        return self
-
-    def elapsed(self) -> float:
-        return self.clock.monotonic() - self.t0
-
-    def stop(self) -> list[tuple[float, bool]]:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
-        return sorted(self.samples)
-
-    def _one(self) -> None:
-        sent = self.elapsed()
-        self.samples.append((round(sent, 3), self.fetch()))
-
-    def _drive(self) -> None:
-        workers = int(self.rate * self.timeout * 2) + 4
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            i = 0
-            while not self._stop.is_set() and (due := i / self.rate) < self.max_seconds:
-                i += 1
-                delay = self.t0 + due - self.clock.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    break
-                pool.submit(self._one)
-
-
-def outage(samples: list[tuple[float, bool]]) -> float | None:
-    """From the first failure to the first success after it; 0 when nothing failed, None if none came."""
-    failures = [t for t, ok in samples if not ok]
-    if not failures:
-        return 0.0
-    after = [t for t, ok in samples if ok and t > failures[0]]
-    return round(after[0] - failures[0], 3) if after else None
-
-
 def drill(
-    cluster: Cluster,
+    cluster: Fleet,
     probe: Probe,
     say: Callable[[str], None] = print,
     clock: Clock | None = None,
@@ -164,11 +93,11 @@ def summary(
     killed_at: float,
     moved_at: float | None,
     back_at: float | None,
-    samples: list[tuple[float, bool]],
+    samples: list[Sample],
     problem: str,
 ) -> str:
-    failed = sum(1 for _, ok in samples if not ok)
-    gap = outage(samples)
+    failed = sum(1 for s in samples if not s.ok)
+    gap = time_to_recovery(samples)  # the outage: from the first failure to the first success after it
     moved = f"VIP on {backup} after {moved_at - killed_at:.2f}s" if moved_at is not None else "VIP DID NOT MOVE"
     back = f"VIP back after {back_at - killed_at:.2f}s" if back_at is not None else "VIP DID NOT COME BACK"
     lost = "no request failed" if gap == 0.0 else (f"outage {gap:.2f}s" if gap is not None else "outage NOT RECOVERED")

@@ -1,8 +1,9 @@
 """Facts about each host, and the few actions ops takes on them, all over the program's pinned-key SSH.
 
 One login per host gathers every fact at once (a bash script on stdin, sections marked `@@name`), so a
-status of five Pis is five logins, made in parallel. `Cluster` is what the verbs need from the hosts;
-`SshCluster` is the real one, the unit tests give a fake.
+status of five Pis is five logins, made in parallel. `Fleet` is what the verbs need from the hosts;
+`ScriptedFleet` is the real one, over a `Runner` (SSH on real Pis, `docker exec` in the lab); the unit
+tests give a fake.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
-
-import paramiko
 
 from components import names
 from components.settings import Host, Settings
@@ -171,8 +170,8 @@ def parse_facts(host: Host, vip: str, text: str) -> HostFacts:
     return facts
 
 
-class Cluster(Protocol):
-    """What the verbs need from the hosts (real: `SshCluster`; tests: a fake)."""
+class Fleet(Protocol):
+    """What the verbs need from the stack's hosts (real: `ScriptedFleet`; unit tests: a fake)."""
 
     settings: Settings
 
@@ -183,11 +182,27 @@ class Cluster(Protocol):
     def restore_haproxy(self, balancer: str) -> None: ...
     def set_handover(self, balancer: str, value: int) -> None: ...
     def stop_keepalived(self, balancer: str) -> None: ...
+    def start_keepalived(self, balancer: str) -> None: ...
+    def restart_docker(self, name: str) -> None: ...
     def mark_boot(self, name: str) -> None: ...
     def rebooted(self, name: str) -> bool: ...
     def reboot(self, name: str) -> None: ...
     def poweroff(self, name: str) -> None: ...
     def reachable(self, name: str) -> bool: ...
+
+
+class Runner(Protocol):
+    """The one way ops reaches a host: a bash script on stdin, as the login user with `sudo -n` where it
+    needs root; its stdout. Unreachable, or (with `check`) exiting non-zero: HostUnreachable naming the host.
+
+    Real Pis: `SshRunner` (the program's pinned-key SSH). The lab: `ops.lab_fleet.ConsoleRunner` (`docker
+    exec` as root, the lab's console cable), so the lab tests and the bench run these very scripts."""
+
+    def run(self, name: str, script: str, timeout: float, check: bool = True) -> str: ...
+
+
+def host_named(settings: Settings, name: str) -> Host:
+    return next(h for h in settings.cluster.hosts if h.name == name)
 
 
 def in_parallel(names: Iterable[str], work: Callable[[str], T]) -> dict[str, T]:
@@ -196,19 +211,15 @@ def in_parallel(names: Iterable[str], work: Callable[[str], T]) -> dict[str, T]:
         return dict(zip(names, pool.map(work, names), strict=True))
 
 
-class SshCluster:
-    """The stack's hosts over `harness.ssh.Login` (the pinned host key only, the stack's login key)."""
+class SshRunner:
+    """Scripts on the stack's hosts over `harness.ssh.Login` (the pinned host key only, the stack's login key)."""
 
-    def __init__(self, config: StackConfig, timeout: float = 60) -> None:
+    def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.settings = config.settings
-        self.timeout = timeout
-
-    def host(self, name: str) -> Host:
-        return next(h for h in self.settings.cluster.hosts if h.name == name)
 
     def login(self, name: str) -> Login:
-        host = self.host(name)
+        host = host_named(self.settings, name)
         return Login(
             host=str(host.address),
             port=self.settings.port(host),
@@ -217,33 +228,36 @@ class SshCluster:
             host_key=self.settings.host_keys[name],
         )
 
-    def run(self, name: str, script: str, timeout: float | None = None, check: bool = True) -> str:
-        """Run `script` with bash on host `name`; its stdout. Unreachable or (with check) failing: raises."""
-        login = self.login(name)
+    def run(self, name: str, script: str, timeout: float, check: bool = True) -> str:
+        connect_timeout = float(self.settings.cluster.ssh.connect_timeout)
         try:
-            client = login.connect(timeout=float(self.settings.cluster.ssh.connect_timeout))
+            code, out, err = self.login(name).run(
+                "bash -s", stdin=script, timeout=timeout, connect_timeout=connect_timeout
+            )
         except SshError as error:
-            raise HostUnreachable(str(error)) from error
-        try:
-            stdin, stdout, stderr = client.exec_command("bash -s", timeout=timeout or self.timeout)
-            stdin.write(script)
-            stdin.channel.shutdown_write()
-            out = stdout.read().decode(errors="replace")
-            err = stderr.read().decode(errors="replace")
-            code = stdout.channel.recv_exit_status()
-        except (OSError, EOFError, paramiko.SSHException) as error:
-            raise HostUnreachable(f"{name}: {type(error).__name__}: {error}") from error
-        finally:
-            client.close()
+            raise HostUnreachable(f"{name}: {error}") from error
         if check and code != 0:
             raise HostUnreachable(f"{name}: exit {code}: {err.strip() or out.strip()}")
         return out
+
+
+class ScriptedFleet:
+    """The stack's hosts, each action one bash script sent through a `Runner` (SSH, or the lab's console)."""
+
+    def __init__(self, settings: Settings, runner: Runner, timeout: float = 60) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.timeout = timeout
+
+    def run(self, name: str, script: str, timeout: float | None = None, check: bool = True) -> str:
+        """Run `script` with bash on host `name`; its stdout. Unreachable or (with check) failing: raises."""
+        return self.runner.run(name, script, timeout or self.timeout, check)
 
     def facts(self) -> dict[str, HostFacts]:
         vip = str(self.settings.cluster.vrrp.vip.ip)
 
         def one(name: str) -> HostFacts:
-            host = self.host(name)
+            host = host_named(self.settings, name)
             try:
                 return parse_facts(host, vip, self.run(name, facts_script(host), check=False))
             except HostUnreachable as error:
@@ -267,8 +281,10 @@ class SshCluster:
         return self.run(balancer, runtime_command(command), timeout=15)
 
     def kill_haproxy(self, balancer: str) -> None:
+        """The paper's kill (`killall -9 haproxy`), Docker's restart policy paused first, or it would undo
+        the kill within a second and the VIP would not move."""
         c = names.HAPROXY_CONTAINER
-        self.run(balancer, f"sudo -n docker update --restart=no {c} >/dev/null && sudo -n docker kill {c} >/dev/null")
+        self.run(balancer, f"sudo -n docker update --restart=no {c} >/dev/null && sudo -n killall -9 haproxy")
 
     def restore_haproxy(self, balancer: str) -> None:
         c = names.HAPROXY_CONTAINER
@@ -284,6 +300,13 @@ class SshCluster:
 
     def stop_keepalived(self, balancer: str) -> None:
         self.run(balancer, "sudo -n systemctl stop keepalived")
+
+    def start_keepalived(self, balancer: str) -> None:
+        self.run(balancer, "sudo -n systemctl start keepalived")
+
+    def restart_docker(self, name: str) -> None:
+        """dockerd restarted, as an engine upgrade does; the containers come back by their restart policy."""
+        self.run(name, "sudo -n systemctl restart docker", timeout=120)
 
     def mark_boot(self, name: str) -> None:
         self.run(name, f"sudo -n touch {BOOT_MARK}")

@@ -1,4 +1,4 @@
-"""Rolling reboot and whole-cluster shutdown.
+"""Rolling reboot, rolling Docker engine restart, and whole-cluster shutdown.
 
 reboot: one host at a time, refusing to start unless the cluster is healthy, and waiting for it to be
 healthy again before the next host. Servers first, each drained on both balancers through HAProxy's
@@ -7,7 +7,12 @@ runtime API (`state maint`, then no session left), rebooted, its container healt
 MASTER, after handing the VIP over: the handover file lowers its VRRP priority (as the program's
 rolling steps do, files/scripts/balancer-leave.sh), the BACKUP takes the VIP, only then the MASTER
 reboots; when it is back the file is set to 0 (a boot has cleared /run already) and it takes the VIP
-back by preemption. Without preemption keepalived is stopped instead (a priority-0 advert).
+back by preemption. Without preemption keepalived is stopped instead (a priority-0 advert), and started
+again once the host is back.
+
+restart-engines: the same roll with `systemctl restart docker` in place of the reboot (what an engine
+upgrade does to a host): every container comes back by its restart policy, the handover file is set
+back to 0 by hand (/run was not cleared).
 
 shutdown: keepalived stopped on the BACKUP then on the MASTER (the VIP is released once, never moved),
 then the balancers powered off, then the servers (nothing sends them requests any more). Every host
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 from components import names, render
 from components.settings import Settings
-from ops.hosts import Cluster, HostUnreachable, in_flight, in_parallel, parse_show_stat
+from ops.hosts import Fleet, HostUnreachable, in_flight, in_parallel, parse_show_stat
 from ops.status import verdict
 from ops.wait import Clock, OpsTimeout, wait_for
 
@@ -58,7 +63,7 @@ def shutdown_order(settings: Settings, vip_holder: str | None) -> list[str]:
 class Rolling:
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: Fleet,
         say: Callable[[str], None] = print,
         clock: Clock | None = None,
         timeouts: Timeouts = Timeouts(),
@@ -74,27 +79,37 @@ class Rolling:
     # --- reboot --------------------------------------------------------------------------------------------
 
     def reboot(self) -> int:
+        return self._roll("reboot", self._reboot_host)
+
+    def restart_engines(self) -> int:
+        return self._roll("engine restart", self._restart_engine)
+
+    def _roll(self, what: str, action: Callable[[str], None]) -> int:
+        """`action` on every host, one at a time (servers drained, the MASTER after a handover), refused
+        unless the cluster is healthy, and the cluster healthy again after each host."""
         before = verdict(self.settings, self.cluster.facts())
         if not before.healthy:
-            self.say(f"reboot refused: the cluster is {before.word}, not healthy; nothing was touched")
+            self.say(f"{what} refused: the cluster is {before.word}, not healthy; nothing was touched")
             for problem in before.problems:
                 self.say(f"  - {problem}")
             return REFUSED
         order = reboot_order(self.settings, before.vip_holders[0])
-        self.log("rolling reboot, in this order: " + ", ".join(order))
+        self.log(f"rolling {what}, in this order: " + ", ".join(order))
         try:
             for name in order:
-                role = "server" if name not in self.balancers else ("MASTER" if name == order[-1] else "BACKUP")
-                getattr(self, f"_reboot_{'server' if role == 'server' else 'balancer'}")(name, role)
+                if name in self.balancers:
+                    self._roll_balancer(name, "MASTER" if name == order[-1] else "BACKUP", action)
+                else:
+                    self._roll_server(name, action)
                 self._wait_healthy(f"after {name}")
         except (OpsTimeout, HostUnreachable) as error:
-            self.log(f"reboot STOPPED: {error}")
+            self.log(f"{what} STOPPED: {error}")
             self.say("the cluster may need a hand: see `python -m ops status`")
             return FAILED
-        self.log(f"reboot done: {len(order)} hosts, one at a time, the cluster healthy after each")
+        self.log(f"{what} done: {len(order)} hosts, one at a time, the cluster healthy after each")
         return DONE
 
-    def _reboot_server(self, name: str, role: str) -> None:
+    def _roll_server(self, name: str, action: Callable[[str], None]) -> None:
         backend = names.HAPROXY_BACKEND
         for balancer in self.balancers:
             self.cluster.runtime(balancer, f"set server {backend}/{name} state maint")
@@ -102,7 +117,7 @@ class Rolling:
         wait_for(
             f"{name}'s requests in flight to finish", lambda: self._sessions(name) == 0, self.t.drain_s, self.clock, 0.5
         )
-        self._reboot_host(name)
+        action(name)
         wait_for(
             f"{name}'s {names.NGINX_CONTAINER} healthy",
             lambda: self._container_healthy(name),
@@ -121,9 +136,9 @@ class Rolling:
         )
         self.log(f"{name}: back in service, UP on both balancers")
 
-    def _reboot_balancer(self, name: str, role: str) -> None:
+    def _roll_balancer(self, name: str, role: str, action: Callable[[str], None]) -> None:
         peer = next(b for b in self.balancers if b != name)
-        handed_over = False
+        handed_over = stopped = False
         if role == "MASTER":
             if self.settings.cluster.vrrp.preempt:
                 self.cluster.set_handover(name, 1)
@@ -131,12 +146,13 @@ class Rolling:
                 self.log(f"{name}: VRRP priority lowered (handover file 1): {peer} takes the VIP")
             else:
                 self.cluster.stop_keepalived(name)
+                stopped = True
                 self.log(f"{name}: keepalived stopped (no preemption): {peer} takes the VIP")
             wait_for(
                 f"the VIP on {peer}", lambda: self.cluster.vip_holders() == [peer], self.t.handover_s, self.clock, 0.25
             )
             self.clock.sleep(1)  # the peer's gratuitous ARP lands while this HAProxy still answers
-        self._reboot_host(name)
+        action(name)
         wait_for(
             f"{name}'s {names.HAPROXY_CONTAINER} healthy",
             lambda: self._container_healthy(name),
@@ -147,6 +163,9 @@ class Rolling:
         if handed_over:
             self.cluster.set_handover(name, 0)  # a boot cleared /run already; as balancer-rejoin.sh does
             self.log(f"{name}: handover file 0, VRRP priority back")
+        if stopped:
+            self.cluster.start_keepalived(name)  # enabled: a boot started it already; an engine restart did not
+            self.log(f"{name}: keepalived started")
 
     def _reboot_host(self, name: str) -> None:
         self.cluster.mark_boot(name)
@@ -160,6 +179,11 @@ class Rolling:
             3,
         )
         self.log(f"{name}: booted, SSH answers")
+
+    def _restart_engine(self, name: str) -> None:
+        self.log(f"{name}: restarting dockerd")
+        self.cluster.restart_docker(name)
+        self.log(f"{name}: dockerd restarted")
 
     def _sessions(self, server: str) -> int:
         return sum(in_flight(self.cluster.runtime(balancer, "show stat"), server) for balancer in self.balancers)

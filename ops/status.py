@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components import names
+from components.cluster import vip_held
 from components.settings import Settings
 from ops.hosts import HostFacts
 
@@ -110,15 +111,6 @@ def verdict(settings: Settings, facts: dict[str, HostFacts]) -> Verdict:
     return Verdict(HEALTHY, "healthy", holders)
 
 
-def vip_line(settings: Settings, result: Verdict) -> str:
-    vip = settings.cluster.vrrp.vip.ip
-    if len(result.vip_holders) > 1:
-        return f"VIP {vip}: SPLIT BRAIN, held by {', '.join(result.vip_holders)} (VRRP adverts are not getting through)"
-    if not result.vip_holders:
-        return f"VIP {vip}: NOT HELD by any balancer"
-    return f"VIP {vip}: held by {result.vip_holders[0]}"
-
-
 COLUMNS = ["host", "role", "address", "ssh", "docker", "container", "keepalived", "vrrp", "vip", "haproxy sees"]
 
 
@@ -155,7 +147,7 @@ def table(settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> s
         history = facts[balancer.name].transitions
         if history:
             lines.append(f"{balancer.name} last transitions: " + ", ".join(f"{t.at} {t.state}" for t in history))
-    lines.append(vip_line(settings, result))
+    lines.append(vip_held(settings.cluster.vrrp.vip.ip, result.vip_holders))
     lines += [f"  - {problem}" for problem in result.problems]
     lines.append(f"{result.word.upper()} (exit {result.code})")
     return "\n".join(lines)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harness import program
+from components.settings import CONFIG_NAMESPACE, load
+from harness import program as harness
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
@@ -56,7 +58,7 @@ def stack_config(ssh_private_key, tmp_path, monkeypatch):
     monkeypatch.setenv("PIHALB_SSH_DIR", str(tmp_path / "ssh"))
 
     def build(stack: str) -> dict:
-        file_config = copy.deepcopy(program.stack_file_config(stack))
+        file_config = copy.deepcopy(harness.stack_file_config(stack))
         return file_config | user_layer(file_config, ssh_private_key)
 
     return build
@@ -72,11 +74,11 @@ def canned_invoke(token: str, args: dict) -> dict:
 def run_stack(stack_config):
     """Run the program on a stack's config (optionally altered first) under mocks, invokes canned."""
 
-    def run(stack: str, alter=None, declared=None, invoke=canned_invoke, files=None) -> program.Program:
+    def run(stack: str, alter=None, declared=None, invoke=canned_invoke, files=None) -> harness.Program:
         config = stack_config(stack)
         if alter:
             alter(config)
-        return program.run(stack, config, files, declared=declared, invoke=invoke)
+        return harness.run(stack, config, files, declared=declared, invoke=invoke)
 
     return run
 
@@ -131,3 +133,63 @@ def files_copy(tmp_path):
     files = tmp_path / "files"
     shutil.copytree(render.FILES, files)
     return files
+
+
+@pytest.fixture
+def run_or_refuse(stack_config):
+    """Validate first, as the program does before declaring anything (fast, so a suite of mostly refused
+    values stays quick); run the whole program under mocks for each accepted value. That a refusal
+    happens before any resource is declared is pinned per class in test_settings.py. For the property
+    tests (test_properties*.py)."""
+
+    def run_or_refuse(stack: str, alter):
+        config = stack_config(stack)
+        alter(config)
+        get = lambda key: config.get(f"{CONFIG_NAMESPACE}:{key}")  # noqa: E731
+        prefix = f"{CONFIG_NAMESPACE}:"
+        keys = {k.removeprefix(prefix): k in harness.SECRET_CONFIG_KEYS for k in config if k.startswith(prefix)}
+        load(get, get, keys)
+        return harness.run(stack, config, invoke=canned_invoke)
+
+    return run_or_refuse
+
+
+@pytest.fixture(params=STACKS)
+def stack(request):
+    """Each shipped stack file in turn (a module may parametrize `stack` itself instead)."""
+    return request.param
+
+
+@pytest.fixture
+def program(run_stack, stack):
+    """The program as declared for `stack`, under mocks."""
+    return run_stack(stack)
+
+
+@pytest.fixture
+def settings(stack_config):
+    """The dev stack's settings as `python -m ops` reads them (secrets held as secrets)."""
+    from ops import config as ops_config
+
+    return ops_config.settings_from(ops_config.held_as_secrets(stack_config("dev")))[0]
+
+
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Wall time per test module, setup and teardown included (a module's deployment counts for it)."""
+    started = time.monotonic()
+    yield
+    module = item.nodeid.split("::")[0]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + time.monotonic() - started
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MODULE_SECONDS:
+        return
+    terminalreporter.section("time per module")
+    for module, seconds in sorted(_MODULE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    terminalreporter.write_line(f"{sum(_MODULE_SECONDS.values()):8.1f} s  in all")

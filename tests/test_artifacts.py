@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from components import names, render
+from components import names, render, tls
 
 pytestmark = pytest.mark.artifact
 
@@ -35,7 +35,28 @@ VARIANTS = {
     "tuned-haproxy": lambda config: config["pihalb:cluster"]["haproxy"].update(
         retries=3, redispatch=True, retryOn="conn-failure empty-response response-timeout", balance="leastconn"
     ),
+    "https-acme": lambda config: _with_acme(config),
 }
+
+
+def _site_pem(directory: Path) -> Path:
+    from .test_tls import ec_key, issue, pem_cert, pem_key
+
+    key = ec_key()
+    path = directory / "site.pem"
+    path.write_text(pem_cert(issue(key, ["www.example.org"])) + pem_key(key))
+    return path
+
+
+def _with_acme(config: dict) -> None:
+    """HTTPS with an ACME certificate (issue 19): the TLS host steps and their scripts are declared."""
+    from .test_tls import ec_key, pem_key, rsa_key
+
+    config["pihalb:cluster"]["haproxy"]["tls"] = {
+        "names": ["www.example.org"],
+        "certificate": {"kind": "acme", "directoryUrl": "https://acme.example/dir"},
+    }
+    config |= {"pihalb:tlsPrivateKey": pem_key(ec_key()), "pihalb:acmeAccountKey": pem_key(rsa_key())}
 
 
 def tool(name: str) -> str:
@@ -184,7 +205,10 @@ def dev(run_stack):
 def test_haproxy_cfg_passes_haproxy_check(variant, tmp_path):
     for name in ("lb1", "lb2"):
         cfg = tmp_path / f"{name}.cfg"
-        cfg.write_text(embedded_file(variant.named(f"{name}-haproxy-config")))
+        text = embedded_file(variant.named(f"{name}-haproxy-config"))
+        if tls.HAPROXY_CERT_FILE in text:  # the PEM the TLS step puts on the host (https variants)
+            text = text.replace(tls.HAPROXY_CERT_FILE, str(_site_pem(tmp_path)))
+        cfg.write_text(text)
         done = run([tool("haproxy"), "-c", "-f", str(cfg)])
         assert "Configuration file is valid" in done.stdout + done.stderr
 

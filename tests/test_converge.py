@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.changes import KEEPALIVED_TOGGLES
 from harness import program
 from harness.plan import make_plan, preview_text
 
@@ -103,7 +104,7 @@ CHANGES = {
     "nginx image": ("dev-tuned", "dev-tuned", None, _append("nginx/Dockerfile")),
     "haproxy image": ("dev-tuned", "dev-tuned", None, _append("haproxy/Dockerfile")),
     "haproxy.cfg value": ("dev-tuned", "dev-tuned", _value("haproxy.timeouts.clientMs", 11000), None),
-    "keepalived value": ("dev-tuned", "dev-tuned", _value("vrrp.advertInterval", 0.03), None),
+    "keepalived value": ("dev-tuned", "dev-tuned", _value(*KEEPALIVED_TOGGLES["tuned"][::2]), None),
     "keepalived identity": ("dev-tuned", "dev-tuned", _value("vrrp.mode", "unicast"), None),
     "host scripts": ("dev-tuned", "dev-tuned", None, _append("scripts/vrrp-host.sh")),
     "server removed": ("dev-tuned", "dev-tuned", _without_server3, None),

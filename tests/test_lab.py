@@ -200,7 +200,7 @@ def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab, ma
 @pytest.fixture(scope="module")
 def tuned(deployed, lab):
     """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
-    applied = stack.apply(lab, stack="dev-tuned")
+    applied = stack.apply(lab, profile="dev-tuned")
     kinds = applied.plan.changes_besides_bring_back()
     assert set(kinds.values()) <= {"update", "create"}, kinds  # configs, scripts and the watcher: no replace
     assert not [n for n in kinds if n.endswith(("-container", "-image"))], kinds
@@ -238,7 +238,7 @@ def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path):
     window_s = 25  # the apply declares the program and visits every host first: several seconds
     load = Load.through_vip(lab, RATE, window_s, timeout=1.0).start()
     time.sleep(max(0.0, 2 - load.elapsed()))
-    applied = stack.apply(lab, stack="dev-tuned", files=files)
+    applied = stack.apply(lab, profile="dev-tuned", files=files)
     recording = load.join()
     for balancer in lab.balancers:
         step = applied.report.by_name(f"{balancer.name}-haproxy-config")
@@ -279,7 +279,7 @@ def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab, mast
 
 
 def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab, master, backup):
-    applied = stack.apply(lab, stack.unicast, stack="dev-tuned")
+    applied = stack.apply(lab, stack.unicast, profile="dev-tuned")
     assert applied.report.by_name(f"vrrp-{master}-keepalived").host_changed
     wait_until(f"the VIP on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
     faults.block_vrrp_multicast(lab)

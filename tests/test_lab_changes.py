@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.changes import KEEPALIVED_TOGGLES
 from bench.sweep import Change, sweep
 from components import names, render
 from components.debian import HAPROXY_PINNED_VERSION
@@ -37,6 +38,7 @@ from harness.program import ROOT
 from lab.images import BASE_IMAGE
 from lab.inventory import CLUSTER_CONFIG_KEY, Inventory
 from lab.lab import Lab
+from tests.lab_checks import assert_healthy, assert_no_build_leftovers
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
@@ -65,7 +67,7 @@ class Changes:
         time.sleep(1)
         try:
             applied = stack.apply(
-                self.lab, self.alter, log=lambda line: None, stack=PROFILE, files=self.files, replace=replace
+                self.lab, self.alter, log=lambda line: None, profile=PROFILE, files=self.files, replace=replace
             )
         finally:
             recording = load.finish(tail=3)
@@ -74,29 +76,8 @@ class Changes:
 
 def changed(applied) -> dict[str, str]:
     """The plan's changes, without the bring-back steps (replaced for their triggers alone: the unit tests
-    in tests/test_program.py and tests/test_converge.py assert exactly when they run)."""
+    in tests/test_program_changes.py and tests/test_converge.py assert exactly when they run)."""
     return applied.plan.changes_besides_bring_back()
-
-
-def assert_healthy(lab: Lab) -> None:
-    stack.wait_serving(lab)
-    for balancer in lab.balancers:
-        assert lab.sh(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
-    assert len(lab.vip_holders()) == 1
-
-
-def assert_no_build_leftovers(lab: Lab) -> None:
-    """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
-    ours but the build cache of the current tag (names.BUILD_OF_LABEL)."""
-    for host in lab.hosts:
-        stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
-        assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
-        tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
-        untagged = f"docker images -q --filter dangling=true --filter label={names.IMAGE_LABEL}"
-        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{names.BUILD_OF_LABEL}\"}}}}'"
-        left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
-        stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
-        assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
 
 
 def ended(step) -> float:
@@ -127,7 +108,7 @@ def changes(deployed, lab: Lab, tmp_path_factory) -> Changes:
     files = tmp_path_factory.mktemp("changes") / "files"
     shutil.copytree(render.FILES, files)
     state = Changes(lab, files)
-    stack.apply(lab, log=lambda line: None, stack=PROFILE, files=files)
+    stack.apply(lab, log=lambda line: None, profile=PROFILE, files=files)
     assert_healthy(lab)
     return state
 
@@ -169,7 +150,7 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
         ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config"), True),  # a haproxy.cfg value: reloaded
         # A keepalived value, nothing deleted: the advert interval, reloaded in turn while the MASTER's adverts
         # keep the BACKUP's down timer. The BACKUP waits stopped while the MASTER reloads.
-        ("vrrp.advertInterval", 0.03, ("vrrp", "keepalived"), True),
+        (KEEPALIVED_TOGGLES["tuned"][0], KEEPALIVED_TOGGLES["tuned"][2], ("vrrp", "keepalived"), True),
         # A change of the instance's identity: keepalived starts a new instance on each host, the BACKUP's
         # takes the VIP while the MASTER's starts, then the MASTER takes it back (two VIP moves).
         ("vrrp.mode", "unicast", ("vrrp", "keepalived"), False),
@@ -271,12 +252,12 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
     finds nothing to change."""
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
-        maintenance.restart_engines_rolling(lab)
+        maintenance.restart_engines_rolling(lab, PROFILE, changes.alter)
     finally:
         recording = load.finish(tail=3)
     assert_no_request_failed(recording, vip_moves=True)
     assert_healthy(lab)
-    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert again.plan.kinds() == {}  # the containers kept their IDs: nothing to bring back either
 
 
@@ -346,7 +327,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         "import json, sys; from pathlib import Path; from drills import stack; from lab.lab import Lab;"
         "values = json.loads(sys.argv[2]);"
         "alter = lambda config: stack.apply_values(config, values);"
-        "stack.apply(Lab.from_stack(), alter, stack=sys.argv[3], files=Path(sys.argv[1]))"
+        "stack.apply(Lab.from_stack(), alter, profile=sys.argv[3], files=Path(sys.argv[1]))"
     )
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     child = subprocess.Popen(
@@ -365,7 +346,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
                 break
         child.wait(timeout=600)
         assert child.returncode == -signal.SIGKILL, f"the apply ended by itself ({child.returncode}), not killed"
-        applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+        applied = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
     kinds = changed(applied)
@@ -374,7 +355,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         assert kinds[f"{server.name}-nginx-container"] == "replace"
     assert_no_request_failed(recording)
     assert_healthy(lab)
-    again = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    again = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert again.plan.kinds() == {}  # converged: not even a bring-back step left
 
 
@@ -391,7 +372,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
         with pytest.raises(StepError, match="not healthy"):
-            stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+            stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
     assert {server: lab.sh(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
@@ -400,7 +381,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     again = stack.lab_stack.preview(lab, PROFILE, changes.alter, files=changes.files)
     assert again.kinds()[f"{first}-nginx-container"] == "update"
     dockerfile.write_text(good)
-    applied = stack.apply(lab, changes.alter, log=lambda line: None, stack=PROFILE, files=changes.files)
+    applied = stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     assert changed(applied)[f"{first}-nginx-container"] == "replace"  # a new image replaces the kept one
     assert {applied.plan.kinds()[f"{first}-nginx-ready-on-{b.name}"] for b in lab.balancers} == {"replace"}
     assert_healthy(lab)

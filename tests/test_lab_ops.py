@@ -212,7 +212,7 @@ def tuned(serving, lab: Lab) -> tuple[float, Recording]:
     since = time.time()
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
-        stack.apply(lab, stack="dev-tuned", log=lambda line: None)
+        stack.apply(lab, profile="dev-tuned", log=lambda line: None)
     finally:
         recording = load.finish(tail=3)
     stack.wait_serving(lab)
@@ -257,7 +257,7 @@ def test_shutdown_leaves_every_host_stopped(tuned, lab):
         assert set(states.values()) == {"exited"}, states
     finally:
         lab.up()
-        stack.apply(lab, stack="dev-tuned", log=lambda line: None)
+        stack.apply(lab, profile="dev-tuned", log=lambda line: None)
         stack.wait_serving(lab)
     assert status_code("dev-tuned") == 0
 

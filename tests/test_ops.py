@@ -1,9 +1,8 @@
 """`python -m ops` without a network: the verdict and its exit codes from canned host facts, the JSON
-shape, the reboot and shutdown order, refusals; the keepalived notify hook and drop-in as shipped."""
+shape, the stack's config as ops reads it; the keepalived notify hook and drop-in as shipped."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -16,152 +15,11 @@ from components.settings import CLUSTER_KEY, CONFIG_NAMESPACE, parse_cluster
 from harness import program
 from ops import __main__ as cli
 from ops import config as ops_config
-from ops import drill, rolling, status
-from ops.hosts import HostFacts, facts_script, parse_facts, parse_show_stat
-from ops.wait import Clock
+from ops import status
+from ops.hosts import facts_script, parse_show_stat
+from tests.ops_fakes import FakeFleet, cluster_facts, show_stat
 
 unit = pytest.mark.unit
-
-STAT_HEADER = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status"
-JOURNAL = (
-    "2026-11-28T16:10:01+0000 {name} Keepalived_vrrp[812]: (VI_1) Entering BACKUP STATE\n"
-    "2026-11-28T16:10:05+0000 {name} Keepalived_vrrp[812]: (VI_1) Entering {state} STATE\n"
-)
-
-
-def _secrets_held_as_secrets(values: dict) -> dict:
-    """The values as `pulumi config --json` marks them: the three secrets held as secrets."""
-    return {key: ops_config.Secret(v) if key in program.SECRET_CONFIG_KEYS else v for key, v in values.items()}
-
-
-@pytest.fixture
-def settings(stack_config):
-    return ops_config.settings_from(_secrets_held_as_secrets(stack_config("dev")))[0]
-
-
-def show_stat(view: dict[str, str], sessions: int = 0) -> str:
-    rows = [f"servers,{name},0,0,{sessions},1,,9,0,0,,0,,0,0,0,0,{st}" for name, st in view.items()]
-    frontend = "http_in,FRONTEND,,,0,1,4096,9,0,0,0,0,0,,,,,OPEN"
-    return "\n".join([STAT_HEADER, frontend, *rows, "servers,BACKEND,,,,,,,,,,,,,,,,UP"])
-
-
-def host_text(settings, name: str, holder: list[str], view: dict[str, str] | None = None, **overrides: str) -> str:
-    """What facts_script prints on a healthy host; `overrides` replace whole sections."""
-    host = next(h for h in settings.cluster.hosts if h.name == name)
-    vip = settings.cluster.vrrp.vip.ip
-    container = names.HAPROXY_CONTAINER if host.role == "balancer" else names.NGINX_CONTAINER
-    addr = f"2: eth0    inet {host.address}/24 brd 172.30.42.255 scope global eth0\\       valid_lft forever"
-    if name in holder:
-        addr += f"\n2: eth0    inet {vip}/24 scope global secondary eth0\\       valid_lft forever"
-    sections = {
-        "docker": "active",
-        "containers": f"{container}\trunning\tUp 5 minutes (healthy)",
-        "addr": addr,
-    }
-    if host.role == "balancer":
-        state = "MASTER" if name in holder else "BACKUP"
-        sections |= {
-            "keepalived": "active",
-            "restarts": "0",
-            "state": f"{state} 2026-11-28T16:10:05.123Z",
-            "journal": JOURNAL.format(name=name, state=state),
-            "handover": "",
-            "stat": show_stat(view or {s.name: "UP" for s in settings.servers}),
-        }
-    sections |= overrides
-    return "".join(f"@@{key}\n{value}\n" for key, value in sections.items())
-
-
-def cluster_facts(settings, holder=("lb1",), views=None, unreachable=(), **host_overrides) -> dict[str, HostFacts]:
-    views = views or {}
-    facts = {}
-    for host in settings.cluster.hosts:
-        if host.name in unreachable:
-            facts[host.name] = HostFacts(host.name, host.role, str(host.address), error="connection refused")
-            continue
-        text = host_text(settings, host.name, list(holder), views.get(host.name), **host_overrides.get(host.name, {}))
-        facts[host.name] = parse_facts(host, str(settings.cluster.vrrp.vip.ip), text)
-    return facts
-
-
-class FakeCluster:
-    """The hosts of the dev stack, in memory: VIP holder, servers in maintenance, calls in order."""
-
-    def __init__(self, settings, facts=None):
-        self.settings = settings
-        self.fixed = facts
-        self.holder = ["lb1"]
-        self.maint: set[str] = set()
-        self.haproxy_dead: set[str] = set()
-        self.calls: list[tuple[str, ...]] = []
-        self.handover = {"lb1": 0, "lb2": 0}
-
-    def _view(self) -> dict[str, str]:
-        return {s.name: "MAINT" if s.name in self.maint else "UP" for s in self.settings.servers}
-
-    def facts(self):
-        if self.fixed is not None:
-            return copy.deepcopy(self.fixed)
-        overrides = {
-            name: {"containers": f"{names.HAPROXY_CONTAINER}\texited\tExited (137) 1 second ago"}
-            for name in self.haproxy_dead
-        }
-        return cluster_facts(self.settings, self.holder, {b: self._view() for b in ("lb1", "lb2")}, **overrides)
-
-    def vip_holders(self):
-        return list(self.holder)
-
-    def runtime(self, balancer, command):
-        self.calls.append(("runtime", balancer, command))
-        if match := re.fullmatch(r"set server servers/(\S+) state (maint|ready)", command):
-            (self.maint.add if match.group(2) == "maint" else self.maint.discard)(match.group(1))
-            return ""
-        return show_stat(self._view())
-
-    def kill_haproxy(self, balancer):
-        self.calls.append(("kill_haproxy", balancer))
-        self.haproxy_dead.add(balancer)
-        self.holder = ["lb2" if balancer == "lb1" else "lb1"]
-
-    def restore_haproxy(self, balancer):
-        self.calls.append(("restore_haproxy", balancer))
-        self.haproxy_dead.discard(balancer)
-        self.holder = ["lb1"]
-
-    def set_handover(self, balancer, value):
-        self.calls.append(("set_handover", balancer, str(value)))
-        self.handover[balancer] = value
-        self.holder = ["lb2"] if (balancer, value) == ("lb1", 1) else ["lb1"]
-
-    def stop_keepalived(self, balancer):
-        self.calls.append(("stop_keepalived", balancer))
-
-    def mark_boot(self, name):
-        self.calls.append(("mark_boot", name))
-
-    def rebooted(self, name):
-        return True
-
-    def reboot(self, name):
-        self.calls.append(("reboot", name, "+".join(self.holder)))
-        if name == "lb1":
-            self.handover["lb1"] = 0  # /run is a tmpfs
-            self.holder = ["lb1"]  # preemption once its HAProxy runs
-
-    def poweroff(self, name):
-        self.calls.append(("poweroff", name))
-
-    def reachable(self, name):
-        return not any(call == ("poweroff", name) for call in self.calls)
-
-
-class FakeClock(Clock):
-    def __init__(self):
-        self.now = 0.0
-        super().__init__(monotonic=lambda: self.now, sleep=self._sleep)
-
-    def _sleep(self, seconds):
-        self.now += seconds
 
 
 # ---- facts and the verdict ----------------------------------------------------------------------------
@@ -273,7 +131,7 @@ def test_vip_on_the_backup_is_degraded_while_preemption_is_on(settings):
 
 @unit
 def test_status_json_shape_and_exit_code(settings, capsys):
-    fake = FakeCluster(settings, cluster_facts(settings, holder=("lb1", "lb2")))
+    fake = FakeFleet(settings, cluster_facts(settings, holder=("lb1", "lb2")))
     code = cli.main(["status", "--stack", "dev", "--json"], cluster=fake)
     document = json.loads(capsys.readouterr().out)
     assert code == 2 == document["exit_code"]
@@ -284,100 +142,6 @@ def test_status_json_shape_and_exit_code(settings, capsys):
     assert lb1["holds_vip"] is True and lb1["servers"]["server1"] == "UP" and lb1["vrrp_state"] == "MASTER"
     assert lb1["transitions"][-1] == {"at": "2026-11-28T16:10:05+0000", "state": "MASTER"}
     assert lb1["containers"][names.HAPROXY_CONTAINER]["state"] == "running"
-
-
-# ---- reboot, shutdown, drill ---------------------------------------------------------------------------
-
-
-@unit
-def test_reboot_goes_servers_then_backup_then_master_after_the_handover(settings):
-    fake = FakeCluster(settings)
-    lines: list[str] = []
-    assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).reboot() == rolling.DONE
-    reboots = [call for call in fake.calls if call[0] == "reboot"]
-    assert [call[1] for call in reboots] == ["server1", "server2", "server3", "lb2", "lb1"]
-    assert reboots[-1] == ("reboot", "lb1", "lb2")  # the VIP had left the MASTER before it went down
-    for server in ("server1", "server2", "server3"):
-        steps = [c for c in fake.calls if server in c[-1] or c[1] == server]
-        kinds = [c[0] if c[0] != "runtime" else c[2].rsplit(" ", 1)[-1] for c in steps]
-        assert kinds == ["maint", "maint", "mark_boot", "reboot", "ready", "ready"], steps
-        assert {c[1] for c in steps if c[0] == "runtime"} == {"lb1", "lb2"}
-    handover = [c for c in fake.calls if c[0] in ("set_handover", "reboot") and "lb1" in c[1]]
-    assert handover == [("set_handover", "lb1", "1"), ("reboot", "lb1", "lb2"), ("set_handover", "lb1", "0")]
-    assert fake.maint == set() and fake.holder == ["lb1"]
-
-
-@unit
-def test_reboot_and_drill_refuse_a_degraded_cluster_and_touch_nothing(settings, capsys):
-    down = {s.name: ("DOWN" if s.name == "server1" else "UP") for s in settings.servers}
-    fake = FakeCluster(settings, cluster_facts(settings, views={"lb1": down, "lb2": down}))
-    lines: list[str] = []
-    assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).reboot() == rolling.REFUSED
-    assert drill.drill(fake, FakeProbe(), say=lines.append, clock=FakeClock()) == drill.REFUSED
-    assert fake.calls == []
-    assert "drill refused: the cluster is degraded" in "\n".join(lines)
-    assert cli.main(["drill", "--stack", "dev"], cluster=fake) == 3
-
-
-class FakeProbe:
-    rate, timeout, max_seconds = 20, 1.0, 60.0
-
-    def __init__(self, samples=()):
-        self.samples = list(samples)
-        self.started = False
-
-    def start(self):
-        self.started = True
-        return self
-
-    def elapsed(self):
-        return 1.0
-
-    def stop(self):
-        return self.samples
-
-
-@unit
-def test_drill_kills_the_master_restores_it_and_prints_one_summary(settings):
-    fake = FakeCluster(settings)
-    samples = [(0.5, True), (2.1, False), (2.2, False), (2.9, True), (3.0, True)]
-    lines: list[str] = []
-    assert drill.drill(fake, FakeProbe(samples), say=lines.append, clock=FakeClock()) == drill.DONE
-    assert [c for c in fake.calls if c[0] != "runtime"] == [("kill_haproxy", "lb1"), ("restore_haproxy", "lb1")]
-    assert any("VIP moved to lb2" in line for line in lines)
-    assert lines[-1].startswith("drill ok: HAProxy killed on lb1; VIP on lb2 after")
-    assert "outage 0.80s (2 of 5 requests failed)" in lines[-1]
-
-
-@unit
-def test_outage_runs_from_the_first_failure_to_the_first_success_after_it():
-    assert drill.outage([(0.0, True), (1.0, True)]) == 0.0
-    assert drill.outage([(0.0, True), (1.0, False), (1.5, False), (2.25, True)]) == 1.25
-    assert drill.outage([(0.0, True), (1.0, False)]) is None
-
-
-@unit
-def test_shutdown_needs_yes_really_then_goes_keepalived_balancers_servers(settings):
-    fake = FakeCluster(settings)
-    assert cli.main(["shutdown", "--stack", "dev"], cluster=fake) == 3 and fake.calls == []
-    lines: list[str] = []
-    assert rolling.Rolling(fake, say=lines.append, clock=FakeClock()).shutdown() == rolling.DONE
-    assert fake.calls == [
-        ("stop_keepalived", "lb2"),
-        ("stop_keepalived", "lb1"),
-        ("poweroff", "lb2"),
-        ("poweroff", "lb1"),
-        ("poweroff", "server1"),
-        ("poweroff", "server2"),
-        ("poweroff", "server3"),
-    ]
-
-
-@unit
-def test_bad_arguments_exit_64_not_2():
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["status"])
-    assert exited.value.code == 64
 
 
 # ---- config ------------------------------------------------------------------------------------------
@@ -399,7 +163,7 @@ def test_pulumi_json_values_and_object_values():
 
 @unit
 def test_config_is_validated_as_the_program_validates_it(stack_config):
-    values = _secrets_held_as_secrets(stack_config("dev"))
+    values = ops_config.held_as_secrets(stack_config("dev"))
     values["pihalb:hostKeys"] = json.dumps(values["pihalb:hostKeys"])  # as `pulumi config --json` gives it
     settings, secrets = ops_config.settings_from(values)
     assert [b.name for b in settings.balancers] == ["lb1", "lb2"]
@@ -425,7 +189,7 @@ def test_a_secret_pulumi_holds_as_plain_text_is_refused_as_the_program_refuses_i
 
 @unit
 def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkeypatch, stack_config):
-    layer = {k: v for k, v in _secrets_held_as_secrets(stack_config("dev")).items() if k != "pihalb:cluster"}
+    layer = {k: v for k, v in ops_config.held_as_secrets(stack_config("dev")).items() if k != "pihalb:cluster"}
     monkeypatch.setattr(ops_config, "pulumi_layer", lambda stack: layer)
     monkeypatch.setattr(ops_config, "lab_layer", lambda stack: {})
     assert ops_config.user_layer("pi", which=lambda name: "/usr/bin/pulumi") == (layer, "pulumi")

@@ -1,0 +1,30 @@
+# The certificate's renewal on a balancer (issue 19): a systemd timer runs the keeper every few minutes,
+# which renews when due (the VIP holder first), adopts a newer certificate from the peer, and puts it live
+# without a reload. Nothing secret here: the keeper reads the keys from root's files.
+set -eu
+service="[Unit]
+Description=pi-ha-lb: keep HAProxy's certificate valid (renew, adopt the peer's, install hitlessly)
+After=docker.service network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=$KEEPER renew
+TimeoutStartSec=900"
+timer="[Unit]
+Description=pi-ha-lb: certificate renewal check
+
+[Timer]
+OnBootSec=2min
+OnUnitActiveSec=${INTERVAL_MIN}min
+RandomizedDelaySec=${RANDOM_DELAY_S}s
+
+[Install]
+WantedBy=timers.target"
+install_if_different "$service" 0644 "/etc/systemd/system/$UNIT.service"
+install_if_different "$timer" 0644 "/etc/systemd/system/$UNIT.timer"
+if [ "$changed" = yes ]; then
+    sudo -n systemctl daemon-reload
+fi
+ensure_running "$UNIT.timer"
+report_changed

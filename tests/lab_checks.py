@@ -1,0 +1,29 @@
+"""What the lab's change tests check on the hosts after a change: the cluster serving, keepalived active
+on both balancers with one VIP holder, and no build leftovers."""
+
+from __future__ import annotations
+
+from components import names
+from drills import stack
+from lab.lab import Lab
+
+
+def assert_healthy(lab: Lab) -> None:
+    stack.wait_serving(lab)
+    for balancer in lab.balancers:
+        assert lab.sh(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
+    assert len(lab.vip_holders()) == 1
+
+
+def assert_no_build_leftovers(lab: Lab) -> None:
+    """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
+    ours but the build cache of the current tag (names.BUILD_OF_LABEL)."""
+    for host in lab.hosts:
+        stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
+        assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
+        tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
+        untagged = f"docker images -q --filter dangling=true --filter label={names.IMAGE_LABEL}"
+        built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{names.BUILD_OF_LABEL}\"}}}}'"
+        left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
+        stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
+        assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
