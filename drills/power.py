@@ -23,6 +23,7 @@ class PowerReturn:
     seed: int
     order: tuple[str, ...]
     delays_s: tuple[float, ...]
+    first_start: float  # time.monotonic() when the first host was switched on (the power came back)
     last_start: float  # time.monotonic() when the last host was switched on
 
 
@@ -40,10 +41,12 @@ def power_back(lab: Lab, seed: int, max_delay_s: float = MAX_DELAY_S) -> PowerRe
     order = [host.name for host in lab.hosts]
     rng.shuffle(order)
     delays = [round(rng.uniform(0, max_delay_s), 2) for _ in order]
+    starts = []
     for name, delay in zip(order, delays, strict=True):
         time.sleep(delay)
         lab.power_on(name)
-    return PowerReturn(seed, tuple(order), tuple(delays), time.monotonic())
+        starts.append(time.monotonic())
+    return PowerReturn(seed, tuple(order), tuple(delays), starts[0], starts[-1])
 
 
 def first_served_after(lab: Lab, since: float, timeout: float) -> float:
