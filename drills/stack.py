@@ -70,10 +70,11 @@ def files_with_response_header(directory: Path, header: str, value: str) -> Path
     shutil.rmtree(directory, ignore_errors=True)
     shutil.copytree(render.FILES, directory)
     template = directory / "templates" / "haproxy.cfg.j2"
-    marker = "    default_backend servers\n"
-    template.write_text(
-        template.read_text().replace(marker, f"    http-response set-header {header} {value}\n{marker}")
-    )
+    marker = "    default_backend {{ backend }}\n"
+    text = template.read_text()
+    if marker not in text:  # the template changed: a copy without the header would test nothing
+        raise ValueError(f"{template}: no line {marker.strip()!r} to put the response header before")
+    template.write_text(text.replace(marker, f"    http-response set-header {header} {value}\n{marker}"))
     return directory
 
 
