@@ -182,7 +182,7 @@ class HealthCheck(StrictModel):
     path: UrlPath = "/"
     expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
     # At most 5 minutes: a rolling step waits up to three intervals for a server to be UP again
-    # (render.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
+    # (timing.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
     inter_ms: int_range(100, 300_000, "milliseconds between checks, at most 5 minutes") = Field(
         default=2000, alias="interMs"
     )
