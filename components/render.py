@@ -155,7 +155,7 @@ class Renderer:
     def haproxy_cfg(
         self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str, acme_thumbprint: str = ""
     ) -> str:
-        """`acme_thumbprint`: the ACME account's (tls.TlsMaterial), with an acme certificate."""
+        """`acme_thumbprint`: the ACME account's (tls_secrets.TlsMaterial), with an acme certificate."""
         hp = cluster.haproxy
         return (
             self._env()

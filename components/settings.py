@@ -49,7 +49,8 @@ from components.fields import (
 )
 from components.keys import parse_host_keys
 from components.secrets import SECRET_KEYS, check_held_as_secrets, check_secret
-from components.tls import TLS_SECRET_KEYS, Tls, check_tls_secrets
+from components.tls import TLS_SECRET_KEYS, Tls
+from components.tls_secrets import check_tls_secrets
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}

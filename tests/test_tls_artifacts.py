@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from components import names, render, tls
+from components import names, render, tls, tls_secrets
 
 from .conftest import STATS_PASSWORD
 from .test_artifacts import embedded_file, free_port, run, tool
@@ -65,7 +65,7 @@ def test_without_haproxy_tls_the_stacks_render_as_before(run_stack, stack, tmp_p
 
 # ---- TLS on ---------------------------------------------------------------------------------------------
 
-THUMBPRINT = tls.jwk_thumbprint(ec_key().public_key())
+THUMBPRINT = tls_secrets.jwk_thumbprint(ec_key().public_key())
 VARIANTS = {
     "provided, 443": ({"certificate": {"kind": "provided"}}, ""),
     "provided, redirect, hsts": (
