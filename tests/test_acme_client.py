@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from components import render, tls, tls_secrets
 
-from .test_artifacts import free_port, run, tool
+from .artifact_tools import free_port, run, tool
 from .test_tls import NOW, ec_key, issue, pem_cert, pem_key, rsa_key
 
 pytestmark = pytest.mark.artifact

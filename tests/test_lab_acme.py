@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from components import tls, tls_secrets
 from lab import acme
 
-from .test_artifacts import free_port, tool
+from .artifact_tools import free_port, tool
 
 
 def test_the_commands_bind_pebble_on_the_gateway_and_answer_the_vip_on_loopback(tmp_path):

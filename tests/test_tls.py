@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from components import tls, tls_secrets
 from components.settings import ConfigError
 
-from .test_artifacts import embedded_file
+from .artifact_tools import embedded_file
 from .test_settings import assert_refused_before_any_resource
 
 pytestmark = pytest.mark.unit

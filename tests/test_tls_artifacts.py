@@ -14,8 +14,8 @@ import pytest
 
 from components import names, render, tls, tls_secrets
 
+from .artifact_tools import embedded_file, free_port, run, tool
 from .conftest import STATS_PASSWORD
-from .test_artifacts import embedded_file, free_port, run, tool
 from .test_tls import ec_key, issue, pem_cert, pem_key
 
 pytestmark = pytest.mark.artifact

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from components import render, tls_secrets
 
-from .test_artifacts import free_port, run, tool
+from .artifact_tools import free_port, run, tool
 from .test_tls import DAY, NOW, ec_key, issue, pem_cert, pem_key, rsa_key
 
 pytestmark = pytest.mark.artifact
