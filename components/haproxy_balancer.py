@@ -58,7 +58,7 @@ class HaproxyBalancerArgs:
     acme_thumbprint: str = ""
     """With an acme certificate (haproxy.tls): the account's thumbprint, for the HTTP-01 answers."""
     tls: pulumi.Output | None = None
-    """With haproxy.tls: the checked TLS secrets (tls.TlsMaterial), one secret Output; None without TLS."""
+    """With haproxy.tls: the checked TLS secrets (tls_secrets.TlsMaterial), one secret Output; None without TLS."""
     peer: Host | None = None
     """The other balancer (with TLS: where the renewal looks for a newer certificate)."""
 

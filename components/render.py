@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from components import names
+from components import names, timing
 from components.cluster_rules import handover_weight
 from components.debian import HAPROXY_RUNTIME_PACKAGES
 from components.settings import PLATFORM_ARCH, Cluster, Host
@@ -28,10 +27,6 @@ FILES = Path(__file__).resolve().parent.parent / "files"  # the project's own; a
 
 HOST_PACKAGES = ("docker.io", "ca-certificates")
 ENGINE_PACKAGES = ("docker.io", "containerd", "runc")  # held: upgraded on purpose, one host at a time
-GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
-VRRP_RT_PRIORITY = 40  # SCHED_RR priority of keepalived's VRRP process, below threaded IRQs (keepalived.conf.j2)
-DRAIN_TIMEOUT_S = 30
-READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
 
 # Characters a word may hold bare in haproxy.cfg and keepalived.conf; any other makes it quoted.
@@ -125,25 +120,6 @@ def _plain(value: object) -> object:
     )
 
 
-def handover_timeout_s(cluster: Cluster) -> int:
-    """How long the peer may take to win: Master_Down_Interval (3 adverts + skew) and a generous margin."""
-    return int(4 * cluster.vrrp.advert_interval) + 10
-
-
-def ready_timeout_s(cluster: Cluster) -> int:
-    """How long a server back from maintenance may take to be UP on a balancer. HAProxy keeps its check
-    timer across MAINT -> READY, so the check that says UP comes up to one interval later; one failed
-    check (a server still starting) costs two more, as a check lasts up to an interval (no `timeout
-    check`). The settings bound the interval so that this fits in one step."""
-    return READY_TIMEOUT_S + 3 * math.ceil(cluster.haproxy.health_check.inter_ms / 1000)
-
-
-def peer_takeover_s(cluster: Cluster) -> float:
-    """How long a new VRRP instance on the peer takes to be MASTER: Master_Down_Interval (3 adverts and a
-    skew under one advert), and a second for the step that started it to have returned."""
-    return round(4 * cluster.vrrp.advert_interval + 1, 3)
-
-
 def _server(server: str) -> dict[str, str]:
     """What the drain and ready steps need to reach `server` in a balancer's HAProxy."""
     return {
@@ -179,7 +155,7 @@ class Renderer:
     def haproxy_cfg(
         self, cluster: Cluster, balancer: Host, servers: list[Host], stats_password: str, acme_thumbprint: str = ""
     ) -> str:
-        """`acme_thumbprint`: the ACME account's (tls.TlsMaterial), with an acme certificate."""
+        """`acme_thumbprint`: the ACME account's (tls_secrets.TlsMaterial), with an acme certificate."""
         hp = cluster.haproxy
         return (
             self._env()
@@ -227,8 +203,8 @@ class Renderer:
                 state_file=names.VRRP_STATE_FILE,
                 log_tag=names.VRRP_LOG_TAG,
                 watch_unit=names.HAPROXY_WATCH_UNIT,
-                garp_refresh_s=GARP_REFRESH_S,
-                vrrp_rt_priority=VRRP_RT_PRIORITY,
+                garp_refresh_s=timing.GARP_REFRESH_S,
+                vrrp_rt_priority=timing.VRRP_RT_PRIORITY,
                 handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
             )
@@ -313,7 +289,7 @@ class Renderer:
             PAUSE_FOR_PEER="yes" if pause_for_peer else "no",
             INTERFACE=cluster.vrrp.interface,
             VIP=str(cluster.vrrp.vip.ip),
-            PEER_TAKEOVER_S=f"{peer_takeover_s(cluster):g}",
+            PEER_TAKEOVER_S=f"{timing.peer_takeover_s(cluster):g}",
             NOTIFY=names.KEEPALIVED_NOTIFY,  # the hook it installs, which writes STATE_FILE (read by ops status)
             STATE_FILE=names.VRRP_STATE_FILE,
             LOG_TAG=names.VRRP_LOG_TAG,
@@ -376,12 +352,15 @@ class Renderer:
     def server_drain_script(self, server: str, rolling_key: str) -> str:
         """Before `server`'s container is replaced: out of service on one balancer, requests finished."""
         return self._rolling(
-            "server-drain.sh", CONTAINER_SPEC=rolling_key, DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S), **_server(server)
+            "server-drain.sh",
+            CONTAINER_SPEC=rolling_key,
+            DRAIN_TIMEOUT_S=str(timing.DRAIN_TIMEOUT_S),
+            **_server(server),
         )
 
     def server_ready_script(self, cluster: Cluster, server: str) -> str:
         """After it, on every up: back in service once UP (a no-op for a server in service)."""
-        return self._rolling("server-ready.sh", READY_TIMEOUT_S=str(ready_timeout_s(cluster)), **_server(server))
+        return self._rolling("server-ready.sh", READY_TIMEOUT_S=str(timing.ready_timeout_s(cluster)), **_server(server))
 
     def balancer_leave_script(self, cluster: Cluster, rolling_key: str) -> str:
         """Before this balancer's HAProxy container is replaced: the VIP handed over to the peer."""
@@ -393,7 +372,7 @@ class Renderer:
             INTERFACE=cluster.vrrp.interface,
             VIP=str(cluster.vrrp.vip.ip),
             HANDOVER_FILE=names.VRRP_HANDOVER_FILE,
-            HANDOVER_TIMEOUT_S=str(handover_timeout_s(cluster)),
+            HANDOVER_TIMEOUT_S=str(timing.handover_timeout_s(cluster)),
             PREEMPT="yes" if cluster.vrrp.preempt else "no",
         )
 
@@ -403,5 +382,5 @@ class Renderer:
             "balancer-rejoin.sh",
             HANDOVER_FILE=names.VRRP_HANDOVER_FILE,
             CONTAINER=names.HAPROXY_CONTAINER,
-            HEALTHY_TIMEOUT_S=str(READY_TIMEOUT_S),
+            HEALTHY_TIMEOUT_S=str(timing.READY_TIMEOUT_S),
         )

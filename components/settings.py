@@ -49,7 +49,8 @@ from components.fields import (
 )
 from components.keys import parse_host_keys
 from components.secrets import SECRET_KEYS, check_held_as_secrets, check_secret
-from components.tls import TLS_SECRET_KEYS, Tls, check_tls_secrets
+from components.tls import TLS_SECRET_KEYS, Tls
+from components.tls_secrets import check_tls_secrets
 
 BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random")
 PLATFORM_ARCH = {"linux/arm64": "aarch64", "linux/amd64": "x86_64", "linux/arm/v7": "armv7l"}
@@ -182,7 +183,7 @@ class HealthCheck(StrictModel):
     path: UrlPath = "/"
     expect_status: int_range(100, 599, "an HTTP status") = Field(default=200, alias="expectStatus")
     # At most 5 minutes: a rolling step waits up to three intervals for a server to be UP again
-    # (render.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
+    # (timing.ready_timeout_s), and a step runs for at most 30 minutes (remote.STEP_TIMEOUT_S).
     inter_ms: int_range(100, 300_000, "milliseconds between checks, at most 5 minutes") = Field(
         default=2000, alias="interMs"
     )

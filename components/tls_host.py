@@ -30,9 +30,8 @@ from components.tls import (
     HAPROXY_CERT_FILE,
     HAPROXY_TLS_CONTAINER_PORT,
     SECRETS_OF_SOURCE,
-    TlsMaterial,
-    check_tls_secrets,
 )
+from components.tls_secrets import TlsMaterial, check_tls_secrets
 
 TLS_DIR = "/etc/pihalb/tls"  # root's 0700: the keys, the keeper's settings and work
 PEM_DIR = f"{names.HAPROXY_CONFIG_DIR}/tls"  # HAProxy's PEM on the host, inside the mounted config dir

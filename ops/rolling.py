@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components import names, render
+from components import names, timing
 from components.settings import Settings
 from ops.hosts import Fleet, HostUnreachable, in_flight, in_parallel, parse_show_stat
 from ops.status import verdict
@@ -35,7 +35,7 @@ DONE, FAILED, REFUSED = 0, 1, 3
 
 @dataclass(frozen=True)
 class Timeouts:
-    drain_s: float = render.DRAIN_TIMEOUT_S
+    drain_s: float = timing.DRAIN_TIMEOUT_S
     boot_s: float = 600  # a Pi with an SD card and Docker starting five containers
     container_s: float = 180
     healthy_s: float = 180
@@ -130,7 +130,7 @@ class Rolling:
         wait_for(
             f"{name} UP on {', '.join(self.balancers)}",
             lambda: self._up_everywhere(name),
-            render.ready_timeout_s(self.settings.cluster),
+            timing.ready_timeout_s(self.settings.cluster),
             self.clock,
             0.5,
         )

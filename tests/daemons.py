@@ -17,7 +17,7 @@ from pathlib import Path
 from components import names
 from components.settings import ConfigError
 from ops.wait import wait_for
-from tests.test_artifacts import free_port, tool
+from tests.artifact_tools import free_port, tool
 
 
 def haproxy_of(config: dict) -> dict:

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from components.settings import ConfigError
-from tests.test_artifacts import embedded_file, run, script_of, tool
+from tests.artifact_tools import embedded_file, run, script_of, tool
 
 FAST = settings(
     max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -20,9 +20,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from components import render, tls
+from components import render, tls, tls_secrets
 
-from .test_artifacts import free_port, run, tool
+from .artifact_tools import free_port, run, tool
 from .test_tls import NOW, ec_key, issue, pem_cert, pem_key, rsa_key
 
 pytestmark = pytest.mark.artifact
@@ -121,7 +121,7 @@ def test_the_client_gets_a_chain_for_the_shared_key_from_a_real_acme_server(pebb
         assert done.returncode == 0, f"{attempt}:\n{done.stdout}\n{done.stderr}"
         chain = (work / "chain.pem").read_text()
         # The chain passes the very checks a provided certificate passes: the key, the names, the order.
-        material = tls.check_tls_secrets(
+        material = tls_secrets.check_tls_secrets(
             tls.Tls.model_validate({"names": NAMES, "certificate": {"kind": "provided"}}),
             {"tlsCertificate": chain, "tlsPrivateKey": pem_key(key)}.get,
         )

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from components import names, render
+from components import names, render, timing
 from components.render import Renderer
 from drills import faults, stack
 from drills.load import Load, Recording
@@ -118,7 +118,7 @@ def test_rejoin_gives_the_vip_priority_back_only_to_a_healthy_haproxy(deployed, 
     """A container kept with an init error counts as made: the rejoin step itself must refuse to restore the
     balancer's VRRP priority onto an HAProxy that is not healthy (here stopped), and fail naming it."""
     rejoin = Renderer(render.FILES).balancer_rejoin_script()
-    rejoin = rejoin.replace(f"HEALTHY_TIMEOUT_S={render.READY_TIMEOUT_S}\n", "HEALTHY_TIMEOUT_S=3\n")
+    rejoin = rejoin.replace(f"HEALTHY_TIMEOUT_S={timing.READY_TIMEOUT_S}\n", "HEALTHY_TIMEOUT_S=3\n")
     handover = f"cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || echo 0"
     run_rejoin = f"sudo -u {HOST_USER} bash -s <<'REJOIN'\n{rejoin}\nREJOIN"
     lab.sh(backup, f"echo 1 > {names.VRRP_HANDOVER_FILE} && docker stop {names.HAPROXY_CONTAINER}")

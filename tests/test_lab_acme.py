@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from components import tls
+from components import tls, tls_secrets
 from lab import acme
 
-from .test_artifacts import free_port, tool
+from .artifact_tools import free_port, tool
 
 
 def test_the_commands_bind_pebble_on_the_gateway_and_answer_the_vip_on_loopback(tmp_path):
@@ -78,6 +78,6 @@ def test_the_lab_tls_keys_are_made_once_and_pass_the_stack_checks(tmp_path):
     model = tls.Tls.model_validate(
         {"names": ["www.example.org"], "certificate": {"kind": "acme", "directoryUrl": "https://a.example/dir"}}
     )
-    material = tls.check_tls_secrets(model, keys.get)
-    assert material.thumbprint == tls.jwk_thumbprint(account.public_key())
+    material = tls_secrets.check_tls_secrets(model, keys.get)
+    assert material.thumbprint == tls_secrets.jwk_thumbprint(account.public_key())
     json.dumps(keys)

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from components import names, render
+from components import names, timing
 from drills import faults, power, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, keepalived_state, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
@@ -119,7 +119,7 @@ def test_a_client_left_on_the_backup_after_two_masters_returns_to_the_master(ser
     whichever sent the last gratuitous ARP. If that one goes back to BACKUP, requests still work, forwarded
     by it (ip_forward), so nothing shows until it reboots: then they time out (the rolling reboot lost 39
     that way). The MASTER's periodic gratuitous ARP (keepalived.conf.j2) brings the client back."""
-    refresh_s = render.GARP_REFRESH_S
+    refresh_s = timing.GARP_REFRESH_S
     assert get_vip(lab).server is not None
     faults.client_arp_cache_at(lab, backup)
     assert vip_in_arp_cache(lab) == mac_address(lab, backup)

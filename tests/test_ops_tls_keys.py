@@ -3,7 +3,7 @@ files, never with a key on the command line."""
 
 from __future__ import annotations
 
-from components import tls
+from components import tls, tls_secrets
 from ops import tls_keys
 
 
@@ -16,7 +16,7 @@ def test_keys_are_made_once_and_the_commands_read_them_from_files(tmp_path, caps
         assert f"pulumi config set --stack pi --secret pihalb:{key} < {directory / name}" in printed
         assert (directory / name).stat().st_mode & 0o777 == 0o600
     assert "PRIVATE KEY" not in printed
-    material = tls.check_tls_secrets(
+    material = tls_secrets.check_tls_secrets(
         tls.Tls.model_validate({"names": ["www.example.org"], "certificate": {"kind": "acme", "directoryUrl": "https://a.example/d"}}),
         keys.get,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from components import render
 from components.fields import RETRY_ON_KEYWORDS
 from components.settings import BALANCE_ALGORITHMS
+from tests.artifact_tools import embedded_file, keepalived_dump, stats_login
 from tests.config_edits import set_key
 from tests.properties_support import (
     FAST,
@@ -29,7 +30,6 @@ from tests.properties_support import (
     scripts_parse,
     text_like,
 )
-from tests.test_artifacts import embedded_file, keepalived_dump, stats_login
 
 pytestmark = pytest.mark.artifact
 

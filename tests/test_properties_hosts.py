@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.artifact_tools import run, script_of, sudoers_line, tool
 from tests.config_edits import set_key
 from tests.properties_support import (
     FAST,
@@ -21,7 +22,6 @@ from tests.properties_support import (
     outcome,
     text_like,
 )
-from tests.test_artifacts import run, script_of, sudoers_line, tool
 
 pytestmark = pytest.mark.artifact
 

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from components import tls
+from components import tls, tls_secrets
 from components.settings import ConfigError
 
-from .test_artifacts import embedded_file
+from .artifact_tools import embedded_file
 from .test_settings import assert_refused_before_any_resource
 
 pytestmark = pytest.mark.unit
@@ -96,7 +96,7 @@ def acme() -> tls.Tls:
 def check(model, **secrets):
     keys = {"certificate": "tlsCertificate", "key": "tlsPrivateKey", "account": "acmeAccountKey"}
     values = {keys[k]: v for k, v in secrets.items()}
-    return tls.check_tls_secrets(model, values.get, now=NOW)
+    return tls_secrets.check_tls_secrets(model, values.get, now=NOW)
 
 
 def refused(model, expected_key: str, expected: str, **secrets) -> str:
@@ -251,7 +251,7 @@ def test_acme_material_carries_the_account_thumbprint(chain):
     account = rsa_key()
     material = check(acme(), key=pem_key(key), account=pem_key(account))
     assert material.account_key == pem_key(account) and material.certificate == ""
-    assert material.thumbprint == tls.jwk_thumbprint(account.public_key())
+    assert material.thumbprint == tls_secrets.jwk_thumbprint(account.public_key())
 
 
 def test_the_thumbprint_is_rfc_7638s():
@@ -267,7 +267,7 @@ def test_the_thumbprint_is_rfc_7638s():
         return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
 
     public = rsa.RSAPublicNumbers(number("AQAB"), number(n)).public_key()
-    assert tls.jwk_thumbprint(public) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    assert tls_secrets.jwk_thumbprint(public) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
 # ---- the model, through the whole program: refused before any resource --------------------------------
@@ -362,6 +362,6 @@ def test_an_acme_certificate_is_accepted_by_the_program(run_stack):
         config.update({"pihalb:tlsPrivateKey": pem_key(ec_key()), "pihalb:acmeAccountKey": pem_key(rsa_key())})
 
     program = run_stack("dev", alter)
-    thumbprint = tls.jwk_thumbprint(rsa_key().public_key())
+    thumbprint = tls_secrets.jwk_thumbprint(rsa_key().public_key())
     for balancer in ("lb1", "lb2"):  # both answer every challenge
         assert f'.{thumbprint}" if {{ path_reg' in embedded_file(program.named(f"{balancer}-haproxy-config"))

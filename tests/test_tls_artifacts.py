@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from components import names, render, tls
+from components import names, render, tls, tls_secrets
 
+from .artifact_tools import embedded_file, free_port, run, tool
 from .conftest import STATS_PASSWORD
-from .test_artifacts import embedded_file, free_port, run, tool
 from .test_tls import ec_key, issue, pem_cert, pem_key
 
 pytestmark = pytest.mark.artifact
@@ -65,7 +65,7 @@ def test_without_haproxy_tls_the_stacks_render_as_before(run_stack, stack, tmp_p
 
 # ---- TLS on ---------------------------------------------------------------------------------------------
 
-THUMBPRINT = tls.jwk_thumbprint(ec_key().public_key())
+THUMBPRINT = tls_secrets.jwk_thumbprint(ec_key().public_key())
 VARIANTS = {
     "provided, 443": ({"certificate": {"kind": "provided"}}, ""),
     "provided, redirect, hsts": (

@@ -13,7 +13,7 @@ import pytest
 from components import names, tls, tls_host
 from components.remote import RUN_SCRIPT_FROM_STDIN
 
-from .test_artifacts import script_of, tool
+from .artifact_tools import script_of, tool
 from .test_tls import chain as chain  # noqa: F401 (the fixture)
 from .test_tls import ec_key, pem_key, rsa_key
 

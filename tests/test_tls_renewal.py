@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from components import render, tls
+from components import render, tls_secrets
 
-from .test_artifacts import free_port, run, tool
+from .artifact_tools import free_port, run, tool
 from .test_tls import DAY, NOW, ec_key, issue, pem_cert, pem_key, rsa_key
 
 pytestmark = pytest.mark.artifact
@@ -360,7 +360,7 @@ def test_the_vip_holder_obtains_a_certificate_validated_through_its_own_haproxy(
     not due; then the other balancer adopts it from this one."""
     tool("dehydrated")
     account = rsa_key()
-    thumbprint = tls.jwk_thumbprint(account.public_key())
+    thumbprint = tls_secrets.jwk_thumbprint(account.public_key())
     master = balancers("lb1")
     (master.dir / "account.pem").write_text(pem_key(account))
     master.keeper("first")

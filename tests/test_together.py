@@ -28,7 +28,7 @@ from tests.daemons import (
     wait_until,
 )
 
-from .test_artifacts import embedded_file, free_port, script_of
+from .artifact_tools import embedded_file, free_port, script_of
 
 pytestmark = pytest.mark.artifact
 

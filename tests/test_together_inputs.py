@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from components import render
 from tests.daemons import accepted, backend_stat, haproxy_of, haproxy_on_loopback, wait_until
 
-from .test_artifacts import embedded_file, free_port, keepalived_dump, script_of, tool
+from .artifact_tools import embedded_file, free_port, keepalived_dump, script_of, tool
 
 pytestmark = pytest.mark.artifact
 

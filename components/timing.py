@@ -1,0 +1,32 @@
+"""How long the host steps wait, and keepalived's timing constants: derived from the settings where the
+VRRP timers or the health checks decide, so a faster profile does not wait as long as the paper's."""
+
+from __future__ import annotations
+
+import math
+
+from components.settings import Cluster
+
+GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
+VRRP_RT_PRIORITY = 40  # SCHED_RR priority of keepalived's VRRP process, below threaded IRQs (keepalived.conf.j2)
+DRAIN_TIMEOUT_S = 30
+READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
+
+
+def handover_timeout_s(cluster: Cluster) -> int:
+    """How long the peer may take to win: Master_Down_Interval (3 adverts + skew) and a generous margin."""
+    return int(4 * cluster.vrrp.advert_interval) + 10
+
+
+def ready_timeout_s(cluster: Cluster) -> int:
+    """How long a server back from maintenance may take to be UP on a balancer. HAProxy keeps its check
+    timer across MAINT -> READY, so the check that says UP comes up to one interval later; one failed
+    check (a server still starting) costs two more, as a check lasts up to an interval (no `timeout
+    check`). The settings bound the interval so that this fits in one step."""
+    return READY_TIMEOUT_S + 3 * math.ceil(cluster.haproxy.health_check.inter_ms / 1000)
+
+
+def peer_takeover_s(cluster: Cluster) -> float:
+    """How long a new VRRP instance on the peer takes to be MASTER: Master_Down_Interval (3 adverts and a
+    skew under one advert), and a second for the step that started it to have returned."""
+    return round(4 * cluster.vrrp.advert_interval + 1, 3)
