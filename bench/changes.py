@@ -10,12 +10,12 @@ from components.debian import HAPROXY_PINNED_VERSION
 from drills import maintenance, stack
 from lab.lab import Lab
 
-# A keepalived.conf value changed and back: the profile's own value, then another valid one. The tuned
-# profile's priorities (254/253) leave its track weight no other valid value, so its advert interval.
+# A keepalived.conf value changed and back: the profile's own value, then another valid one (a reload
+# that changes the effective priorities on both balancers, and no state).
 KEEPALIVED_TOGGLES = {
     "paper": ("vrrp.track.weight", 2, 3),
-    "tuned": ("vrrp.advertInterval", 0.03, 0.05),
-    "unicast": ("vrrp.advertInterval", 0.03, 0.05),
+    "tuned": ("vrrp.track.weight", 0, 2),
+    "unicast": ("vrrp.track.weight", 0, 2),
 }
 
 

@@ -205,10 +205,10 @@ def host_named(settings: Settings, name: str) -> Host:
     return next(h for h in settings.cluster.hosts if h.name == name)
 
 
-def in_parallel(names: Iterable[str], work: Callable[[str], T]) -> dict[str, T]:
-    names = list(names)
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        return dict(zip(names, pool.map(work, names), strict=True))
+def in_parallel(hosts: Iterable[str], work: Callable[[str], T]) -> dict[str, T]:
+    hosts = list(hosts)
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return dict(zip(hosts, pool.map(work, hosts), strict=True))
 
 
 class SshRunner:

@@ -130,12 +130,12 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     applied, recording = changes.apply_under_load()
     assert changed(applied) == rolled_servers(lab)
     done = applied.report.by_name  # the step itself, not the end-of-update delete of its old copy
-    names = [s.name for s in lab.servers]
-    for previous, following in zip(names, names[1:], strict=False):  # one server out at a time
+    servers = [s.name for s in lab.servers]
+    for previous, following in zip(servers, servers[1:], strict=False):  # one server out at a time
         back = max(ended(done(f"{previous}-nginx-ready-on-{b.name}")) for b in lab.balancers)
         assert done(f"{following}-nginx-container").started >= back
     # Each old nginx got its stop signal (SIGQUIT: finish what is in flight) and no SIGKILL after it.
-    for server in names:
+    for server in servers:
         events = f"docker events --since {since} --until $(date +%s) --filter container={names.NGINX_CONTAINER}"
         signals = lab.sh(server, f"{events} --filter event=kill --format '{{{{.Actor.Attributes.signal}}}}'")[1]
         assert signals.split() == ["3"], (server, signals)
@@ -148,8 +148,8 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     ("path", "value", "steps", "vip_stays"),
     [
         ("haproxy.timeouts.clientMs", 11000, ("haproxy", "config"), True),  # a haproxy.cfg value: reloaded
-        # A keepalived value, nothing deleted: the advert interval, reloaded in turn while the MASTER's adverts
-        # keep the BACKUP's down timer. The BACKUP waits stopped while the MASTER reloads.
+        # A keepalived value, nothing deleted: a weight that would let the BACKUP outbid the MASTER were both
+        # reloaded in turn (0 -> 2: 253 against 252). The BACKUP waits stopped while the MASTER reloads.
         (KEEPALIVED_TOGGLES["tuned"][0], KEEPALIVED_TOGGLES["tuned"][2], ("vrrp", "keepalived"), True),
         # A change of the instance's identity: keepalived starts a new instance on each host, the BACKUP's
         # takes the VIP while the MASTER's starts, then the MASTER takes it back (two VIP moves).
