@@ -98,6 +98,12 @@ def _block_and_check(lab: Lab, run: Run) -> None:
     run.notes.append(f"`python -m lab status` during the block: exit {status.returncode}, {verdict}")
 
 
+# The MASTER's power cut (SIGKILL, no restart policy) and its power back (booted, waited for).
+POWER_CUT_AND_BACK = (
+    _on_master(lambda lab, name: lab.cut_power(name)),
+    _on_master(lambda lab, name: lab.start_host(name)),
+)
+
 SCENARIOS = {
     s.name: s
     for s in [
@@ -130,19 +136,12 @@ SCENARIOS = {
             _on_master(lambda lab, name: lab.stop_host(name)),
             _on_master(lambda lab, name: lab.start_host(name)),
         ),
-        Scenario(
-            "host-crash",
-            "MASTER host killed (power cut), then started",
-            35,
-            _on_master(lambda lab, name: lab.container(name).kill()),
-            _on_master(lambda lab, name: lab.start_host(name)),
-        ),
+        Scenario("host-crash", "MASTER host killed (power cut), then started", 35, *POWER_CUT_AND_BACK),
         Scenario(
             "host-crash-browser",
             "MASTER host killed (power cut), a client that waits 3 s per request as a browser does",
             35,
-            _on_master(lambda lab, name: lab.container(name).kill()),
-            _on_master(lambda lab, name: lab.start_host(name)),
+            *POWER_CUT_AND_BACK,
             profiles=("tuned",),
             timeout_s=3.0,
         ),
