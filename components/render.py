@@ -204,7 +204,6 @@ class Renderer:
                 log_tag=names.VRRP_LOG_TAG,
                 watch_unit=names.HAPROXY_WATCH_UNIT,
                 garp_refresh_s=timing.GARP_REFRESH_S,
-                vrrp_rt_priority=timing.VRRP_RT_PRIORITY,
                 handover_weight=handover_weight(host.priority or 1, vrrp.track.weight),
                 vrrp_password=vrrp_password,
             )

@@ -8,7 +8,6 @@ import math
 from components.settings import Cluster
 
 GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
-VRRP_RT_PRIORITY = 40  # SCHED_RR priority of keepalived's VRRP process, below threaded IRQs (keepalived.conf.j2)
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 
