@@ -40,6 +40,8 @@ VRRP_HANDOVER_FILE = "/run/pihalb-vrrp-handover"  # tmpfs: a boot clears a hando
 VRRP_STATE_FILE = "/run/pihalb-vrrp-state"  # "STATE TIMESTAMP", written by keepalived's notify hook
 VRRP_LOG_TAG = "pihalb-vrrp"  # the notify hook's journal tag (`journalctl -t pihalb-vrrp`)
 KEEPALIVED_NOTIFY = "/usr/local/sbin/pihalb-keepalived-notify"  # installed by keepalived.sh
+KEEPALIVED_REALTIME = "/usr/local/sbin/pihalb-keepalived-realtime"  # installed by keepalived.sh, run by DROPIN
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/pihalb.conf"  # restart, real-time hook
 HAPROXY_WATCH_UNIT = "pihalb-haproxy-watch"  # the events watcher's systemd unit (haproxy-watch.sh)
 
 # -- images -----------------------------------------------------------------------------------------------

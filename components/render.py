@@ -292,6 +292,10 @@ class Renderer:
             NOTIFY=names.KEEPALIVED_NOTIFY,  # the hook it installs, which writes STATE_FILE (read by ops status)
             STATE_FILE=names.VRRP_STATE_FILE,
             LOG_TAG=names.VRRP_LOG_TAG,
+            REALTIME=names.KEEPALIVED_REALTIME,
+            DROPIN=names.KEEPALIVED_DROPIN,
+            RT_PRIORITY=str(timing.VRRP_RT_PRIORITY),
+            RTTIME_US=str(timing.VRRP_RTTIME_US),
         )
 
     def keepalived_resume_script(self) -> str:
@@ -299,7 +303,13 @@ class Renderer:
         return self.script("keepalived-resume.sh")
 
     def keepalived_delete_script(self) -> str:
-        return self.script("keepalived-delete.sh", NOTIFY=names.KEEPALIVED_NOTIFY, STATE_FILE=names.VRRP_STATE_FILE)
+        return self.script(
+            "keepalived-delete.sh",
+            NOTIFY=names.KEEPALIVED_NOTIFY,
+            STATE_FILE=names.VRRP_STATE_FILE,
+            REALTIME=names.KEEPALIVED_REALTIME,
+            DROPIN=names.KEEPALIVED_DROPIN,
+        )
 
     def image_name(self, cluster: Cluster, kind: str) -> str:
         """A tag that changes with the build context, the build args and the platform."""

@@ -8,6 +8,10 @@ import math
 from components.settings import Cluster
 
 GARP_REFRESH_S = 5  # the MASTER repeats its gratuitous ARP this often (keepalived.conf.j2)
+# keepalived in SCHED_RR (keepalived.sh's real-time hook): 40 stays below the threaded interrupt handlers (50),
+# so the network card is still served first. A real-time process that runs 1 s without sleeping is killed.
+VRRP_RT_PRIORITY = 40
+VRRP_RTTIME_US = 1_000_000
 DRAIN_TIMEOUT_S = 30
 READY_TIMEOUT_S = 60  # a slow host, a check answered late; the ready step adds the check intervals (ready_timeout_s)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from pathlib import Path
 
 import docker
 import paramiko
@@ -42,6 +43,12 @@ HOST_CAPABILITIES = [
 # Docker mounts /proc/sys read-only in an unprivileged container, so `sysctl -w` fails inside a host; the
 # forwarding VRRP needs is set at creation instead, so a script that reads 1 first has nothing to write.
 HOST_SYSCTLS = {"net.ipv4.ip_forward": "1"}
+# This VM's kernel has RT group scheduling, where a cgroup without a real-time budget may not run SCHED_RR:
+# each host gets 5 % of a CPU's time for it (keepalived's VRRP process uses well under 1 %), passed on to
+# its keepalived unit by the host image (lab/host/rt-budget.sh). A Pi's Debian or Ubuntu kernel needs none.
+RT_CGROUP = Path("/sys/fs/cgroup/cpu")
+RT_BUDGET_US = 50_000  # of every 1,000,000 us period
+RT_HOSTS = 16  # room in Docker's parent cgroup (16 x 5 % of the root's 95 %)
 
 
 class Hosts:
@@ -239,6 +246,27 @@ def _ssh_problem(login: Login) -> str | None:
     return None
 
 
+def rt_group_scheduling() -> bool:
+    return (RT_CGROUP / "cpu.rt_runtime_us").exists()
+
+
+def ensure_rt_budget() -> None:
+    """Docker's parent cgroup needs the budget its containers take (dockerd sets none unless told)."""
+    if not rt_group_scheduling():
+        return
+    parent = RT_CGROUP / "docker" / "cpu.rt_runtime_us"
+    needed = RT_HOSTS * RT_BUDGET_US
+    try:
+        parent.parent.mkdir(exist_ok=True)
+        if int(parent.read_text()) < needed:
+            parent.write_text(str(needed))
+    except OSError as error:
+        raise LabError(
+            f"cannot give Docker's cgroup a real-time budget ({parent}: {error}); run the lab as root, or start "
+            f"dockerd with --cpu-rt-runtime={needed}"
+        ) from None
+
+
 def _options(host: Host, image: Image) -> dict:
     """The container's whole definition; its hash decides whether an existing container is still right."""
     return {
@@ -258,6 +286,7 @@ def _options(host: Host, image: Image) -> dict:
         # A reboot exits the container with 129 and boots it again; poweroff exits 0 and a kill cancels the
         # policy, so those stay off (lab/host/Dockerfile): a Pi's power, not a watcher around the lab.
         "restart_policy": {"Name": "on-failure"},
+        **({"cpu_rt_runtime": RT_BUDGET_US} if rt_group_scheduling() else {}),
         "network": NETWORK,
         "address": str(host.address),
     }

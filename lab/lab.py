@@ -28,7 +28,7 @@ from harness.backend import Backend
 from harness.state import hosts_of
 from lab import acme
 from lab.docker_engine import DockerEngine
-from lab.hosts import Hosts
+from lab.hosts import Hosts, ensure_rt_budget
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
 from lab.inventory import STACK, Inventory, container_name
 from lab.keys import Keys, State
@@ -150,6 +150,7 @@ class Lab:
         self.keys.ensure()
         image = self.images.ensure_host(self.images.ensure_base())
         self._hosts.ensure_network()
+        ensure_rt_budget()
         done = {host.name: self._hosts.ensure(host, image) for host in self.hosts}
         self._hosts.wait_ready(self.hosts)
         self._retire_departed_hosts()

@@ -198,7 +198,7 @@ def test_host_keys_and_secrets_come_from_pulumi_when_present_else_the_lab(monkey
     assert loaded.source == "pulumi" and loaded.private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
-# ---- the keepalived notify hook and restart drop-in, as keepalived.sh ships them -----------------------
+# ---- the keepalived notify hook, real-time hook and drop-in, as keepalived.sh ships them -----------------
 
 
 def _dev_cluster():
@@ -209,33 +209,80 @@ def _keepalived_script() -> str:
     return render.Renderer(render.FILES).keepalived_script(_dev_cluster(), "global_defs {\n}\n", pause_for_peer=False)
 
 
-def _notify_script() -> str:
-    match = re.search(r"<<'NOTIFY'\n(.*?)\nNOTIFY\n", _keepalived_script(), re.S)
-    assert match, "keepalived.sh carries the notify hook in a quoted here-document"
+def _hook(marker: str) -> str:
+    match = re.search(rf"<<'{marker}'\n(.*?)\n{marker}\n", _keepalived_script(), re.S)
+    assert match, f"keepalived.sh carries its {marker} hook in a quoted here-document"
     # keepalived.sh puts its inputs in for these after the quoted here-document, as the test does here.
     return match.group(1).replace("@LOG_TAG@", names.VRRP_LOG_TAG) + "\n"
 
 
 @unit
-def test_keepalived_sh_installs_the_hook_and_the_restart_drop_in_before_the_config():
+def test_keepalived_sh_installs_the_hooks_and_the_drop_in_before_the_config():
     script = _keepalived_script()
     hook = script.index('install_if_different "$notify_script" 0755 "$NOTIFY"')
-    dropin = script.index("/etc/systemd/system/keepalived.service.d/pihalb-restart.conf")
-    assert hook < dropin < script.index("keepalived --config-test")
-    assert "[Service]\nRestart=on-failure\nRestartSec=1" in script and "daemon-reload" in script
+    realtime = script.index('install_if_different "$realtime_script" 0755 "$REALTIME"')
+    dropin = script.index('install_if_different "$dropin" 0644 "$DROPIN"')
+    assert hook < realtime < dropin < script.index("keepalived --config-test")
+    assert "[Service]\nRestart=on-failure\nRestartSec=1\nExecStartPost=-$REALTIME \\$MAINPID" in script
+    assert "daemon-reload" in script
     delete = render.Renderer(render.FILES).keepalived_delete_script()
-    for path in (names.KEEPALIVED_NOTIFY, "pihalb-restart.conf", names.VRRP_STATE_FILE):
-        assert path in delete
-    assert f"\nNOTIFY={names.KEEPALIVED_NOTIFY}\n" in script and f"\nSTATE_FILE={names.VRRP_STATE_FILE}\n" in script
+    for key, path in [
+        ("NOTIFY", names.KEEPALIVED_NOTIFY),
+        ("STATE_FILE", names.VRRP_STATE_FILE),
+        ("REALTIME", names.KEEPALIVED_REALTIME),
+        ("DROPIN", names.KEEPALIVED_DROPIN),
+    ]:
+        assert f"\n{key}={path}\n" in script and f"\n{key}={path}\n" in delete, key
     cluster = _dev_cluster()
     master, backup = sorted((h for h in cluster.hosts if h.role == "balancer"), key=lambda h: -(h.priority or 0))
     conf = render.Renderer(render.FILES).keepalived_conf(cluster, master, backup, master, "secret")
     assert f"\n    notify {names.KEEPALIVED_NOTIFY}\n" in conf
+    assert "vrrp_rt_priority" not in conf  # keepalived's own real-time setting dies on reload (keepalived.sh)
+
+
+def _run_realtime_hook(tmp_path, refuse: bool) -> list[str]:
+    """The real-time hook with chrt, prlimit, pgrep and logger recording their arguments in one log."""
+    hook = _hook("REALTIME").replace("@RT_PRIORITY@", "40").replace("@RTTIME_US@", "1000000")
+    (tmp_path / "hook").write_text(hook)
+    subprocess.run([shutil.which("shellcheck") or "shellcheck", "--severity=style", str(tmp_path / "hook")], check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    fakes = {
+        "pgrep": 'echo "$*" >>LOG; echo 4242',
+        "prlimit": 'echo "prlimit $*" >>LOG',
+        "chrt": f'echo "chrt $*" >>LOG; exit {1 if refuse else 0}',
+        "logger": 'echo "logger $*" >>LOG',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body.replace("LOG", str(log)) + "\n")
+        (bin_dir / name).chmod(0o755)
+    subprocess.run(["sh", str(tmp_path / "hook"), "4141"], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, check=True)
+    return log.read_text().splitlines()
+
+
+@pytest.mark.artifact
+def test_realtime_hook_limits_then_schedules_keepalived_and_its_vrrp_process(tmp_path):
+    assert _run_realtime_hook(tmp_path, refuse=False) == [
+        "-P 4141 -x keepalived",
+        "prlimit --pid 4141 --rttime=1000000",
+        "chrt --rr --pid 40 4141",  # no reset-on-fork: a VRRP process started again is real-time too
+        "prlimit --pid 4242 --rttime=1000000",
+        "chrt --rr --reset-on-fork --pid 40 4242",  # its notify hooks are not
+        "logger -t pihalb-vrrp keepalived 4141 and its VRRP process 4242 real-time (SCHED_RR 40)",
+    ]
+
+
+@pytest.mark.artifact
+def test_realtime_hook_refused_leaves_keepalived_niced_and_says_so(tmp_path):
+    calls = _run_realtime_hook(tmp_path, refuse=True)
+    assert calls[-1] == "logger -t pihalb-vrrp real-time scheduling refused: keepalived stays niced"
+    assert not [c for c in calls if "4242" in c and c.startswith("chrt")]
 
 
 @pytest.mark.artifact
 def test_notify_hook_logs_and_writes_state_and_timestamp(tmp_path):
-    hook = _notify_script()
+    hook = _hook("NOTIFY")
     (tmp_path / "hook").write_text(hook)
     subprocess.run([shutil.which("shellcheck") or "shellcheck", "--severity=style", str(tmp_path / "hook")], check=True)
     bin_dir = tmp_path / "bin"

@@ -11,7 +11,12 @@
 # VIP; the MASTER waits for that (PEER_TAKEOVER_S) before its own reload, then takes the VIP back.
 # First what the config refers to and what keeps the daemon up: the notify hook recording every VRRP
 # transition (journal tag $LOG_TAG, and $STATE_FILE, read by `python -m ops status`),
-# and a systemd drop-in restarting a crashed keepalived (Debian's unit does not).
+# and a systemd drop-in that restarts a crashed keepalived (Debian's unit does not) and, after every start,
+# runs the real-time hook: keepalived in SCHED_RR at $RT_PRIORITY, so a busy host does not delay its adverts.
+# Not keepalived's own `vrrp_rt_priority`: on every reload keepalived 2.2.7 (and its master branch) resets the
+# VRRP process's RLIMIT_RTTIME to a struct it never filled in, {0, 0} (lib/process.c, orig_rlimit_rt), and
+# without CAP_SYS_RESOURCE it cannot raise it again: the kernel then kills the real-time process at its first
+# tick. keepalived leaves a scheduling policy it did not set alone, so the hook's survives reloads.
 set -eu
 
 # keepalived runs it as root (script_user root) with TYPE NAME STATE PRIORITY; root-owned and not
@@ -38,16 +43,54 @@ notify_script=${notify_script//@STATE_FILE@/$STATE_FILE}
 notify_script=${notify_script//@LOG_TAG@/$LOG_TAG}
 install_if_different "$notify_script" 0755 "$NOTIFY"
 
-restart_dropin="# Installed by pi-ha-lb (keepalived.sh): a crashed keepalived comes back (Debian's unit has no Restart=).
+# The real-time hook, run by systemd with keepalived's main PID. The main process gets SCHED_RR without
+# reset-on-fork, so a VRRP process it starts again after a crash is real-time too; the VRRP process gets it
+# with reset-on-fork, so the notify hooks it runs are ordinary processes. RLIMIT_RTTIME first (lowering a
+# limit needs no privilege): a real-time process spinning for RTTIME_US without sleeping is killed (keepalived
+# then starts its VRRP process again) instead of starving the host. A refusal leaves keepalived niced.
+realtime_script=$(
+    cat <<'REALTIME'
+#!/bin/sh
+# Installed by pi-ha-lb (keepalived.sh): keepalived in SCHED_RR @RT_PRIORITY@, run after every start.
+set -u
+main=${1:?keepalived main PID}
+vrrp=$(pgrep -P "$main" -x keepalived || true)
+if prlimit --pid "$main" --rttime=@RTTIME_US@ && chrt --rr --pid @RT_PRIORITY@ "$main"; then
+    for pid in $vrrp; do
+        prlimit --pid "$pid" --rttime=@RTTIME_US@ && chrt --rr --reset-on-fork --pid @RT_PRIORITY@ "$pid"
+    done
+    logger -t @LOG_TAG@ "keepalived $main and its VRRP process $vrrp real-time (SCHED_RR @RT_PRIORITY@)"
+else
+    logger -t @LOG_TAG@ "real-time scheduling refused: keepalived stays niced"
+fi
+REALTIME
+)
+realtime_script=${realtime_script//@RT_PRIORITY@/$RT_PRIORITY}
+realtime_script=${realtime_script//@RTTIME_US@/$RTTIME_US}
+realtime_script=${realtime_script//@LOG_TAG@/$LOG_TAG}
+install_if_different "$realtime_script" 0755 "$REALTIME"
+
+dropin="# Installed by pi-ha-lb (keepalived.sh): a crashed keepalived comes back (Debian's unit has no Restart=),
+# real-time after every start (its failure is only logged).
 [Service]
 Restart=on-failure
-RestartSec=1"
+RestartSec=1
+ExecStartPost=-$REALTIME \$MAINPID"
 changed_before=$changed
 changed=no
-install_if_different "$restart_dropin" 0644 /etc/systemd/system/keepalived.service.d/pihalb-restart.conf
+install_if_different "$dropin" 0644 "$DROPIN"
+old_dropin=/etc/systemd/system/keepalived.service.d/pihalb-restart.conf  # its name until 2026-12
+if [ -e "$old_dropin" ]; then
+    sudo -n rm -f "$old_dropin"
+    changed=yes
+fi
 if [ "$changed" = yes ]; then
     sudo -n systemctl daemon-reload
-    echo "keepalived restart drop-in installed"
+    echo "keepalived drop-in installed"
+    main=$(systemctl show --property MainPID --value keepalived)
+    if [ "$main" != 0 ]; then
+        sudo -n "$REALTIME" "$main"  # the running keepalived too, without a restart (which would drop the VIP)
+    fi
 fi
 if [ "$changed_before" = yes ]; then
     changed=yes

@@ -9,7 +9,7 @@ if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != 1 ]; then
     changed=yes
 fi
 
-ensure_packages iptables keepalived psmisc
+ensure_packages iptables keepalived psmisc procps
 
 rules="#!/bin/sh
 # Installed by pi-ha-lb: accept VRRP and multicast on $INTERFACE (added only when absent).
