@@ -13,10 +13,10 @@ A failed step stops new steps from starting; finished ones stay recorded.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,7 @@ from typing import Protocol
 from harness import rules
 from harness.command_ops import CommandOps, InitError, StepError, host_changed
 from harness.docker_ops import ContainerOps, ImageOps, ProviderOps, Providers
+from harness.graph import run_in_order
 from harness.plan import (
     Plan,
     Step,
@@ -144,17 +145,15 @@ class Engine:
 
     # -- declared resources --------------------------------------------------------------------------------
     def _run_declared(self, plan: Plan) -> None:
-        futures: dict[str, Future] = {}
         dependents_first = {s.urn: [d for d in plan.steps if d.dependent_of == s.urn] for s in plan.steps}
-        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-            for step in plan.steps:
-                waits = [futures[u] for u in needs(step.new) if u in futures]  # type: ignore[arg-type]
-                futures[step.urn] = pool.submit(self._declared_step, step, waits, dependents_first[step.urn])
-            _raise_first(futures.values())
+        jobs, listed = [], set()
+        for step in plan.steps:
+            waits = [u for u in needs(step.new) if u in listed]  # type: ignore[arg-type]
+            listed.add(step.urn)
+            jobs.append((step.urn, waits, functools.partial(self._declared_step, step, dependents_first[step.urn])))
+        _raise_first(run_in_order(jobs, self.parallel))
 
-    def _declared_step(self, step: Step, waits: list[Future], dependents: list[Step]) -> None:
-        for future in waits:
-            future.result()  # a failed prerequisite fails this one too
+    def _declared_step(self, step: Step, dependents: list[Step]) -> None:
         if self._failed.is_set():
             raise Skipped(step.name)
         try:
@@ -246,17 +245,14 @@ class Engine:
     def _run_deletes(self, doomed: list[Resource]) -> None:
         """Dependents first; independent deletes at the same time."""
         ordered = delete_order(doomed, self.checkpoint.resources)
-        futures: dict[int, Future] = {}
-        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-            for resource in ordered:
-                # wait for every earlier doomed resource that depends on this one
-                waits = [futures[id(r)] for r in ordered if id(r) in futures and resource.urn in needs(r)]
-                futures[id(resource)] = pool.submit(self._delete_after, resource, waits)
-            _raise_first(futures.values())
+        jobs = []
+        for index, resource in enumerate(ordered):
+            # wait for every earlier doomed resource that depends on this one
+            waits = [id(r) for r in ordered[:index] if resource.urn in needs(r)]
+            jobs.append((id(resource), waits, functools.partial(self._delete_after, resource)))
+        _raise_first(run_in_order(jobs, self.parallel))
 
-    def _delete_after(self, resource: Resource, waits: list[Future]) -> None:
-        for future in waits:
-            future.result()
+    def _delete_after(self, resource: Resource) -> None:
         if self._failed.is_set():
             raise Skipped(resource.name)
         try:

@@ -6,7 +6,7 @@ Never how the program reaches a host (that is SSH, as on a real Pi); this is the
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from docker.errors import NotFound
 from docker.models.containers import Container
@@ -70,3 +70,19 @@ class Shell:
         if exit_code != 0:
             raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{output}")
         return output
+
+    def stream_out(self, name: str, command: list[str]) -> Iterator[bytes]:
+        """Run `command` in host `name` and yield its stdout as it comes (`docker exec` to a pipe); its
+        stderr is kept for the error a non-zero exit raises, after the last chunk."""
+        api = self.engine.client.api
+        exec_id = api.exec_create(self.container(name).id, command, stdout=True, stderr=True)["Id"]
+        errors = []
+        for out, err in api.exec_start(exec_id, stream=True, demux=True):
+            if err:
+                errors.append(err)
+            if out:
+                yield out
+        exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        if exit_code != 0:
+            message = b"".join(errors).decode(errors="replace")
+            raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{message}")

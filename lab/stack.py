@@ -25,7 +25,7 @@ from harness import program
 from harness.backend import Backend
 from harness.engine import Engine, Report
 from harness.plan import Plan
-from lab import acme
+from lab import acme, build_cache
 from lab.inventory import STACK
 from lab.lab import Lab
 
@@ -79,9 +79,13 @@ def engine(lab: Lab, log: Callable[[str], None] = print, stop_after: int | None 
     gets nothing."""
     by_address = {str(host.address): host.name for host in lab.hosts}
 
+    balancers = {host.name for host in lab.balancers}
+
     def seed(address: str) -> None:
         if address in by_address:
             lab.seed_base_image(by_address[address])
+            if by_address[address] in balancers:
+                build_cache.give(lab.shell, by_address[address])
 
     return Engine(backend(lab).checkpoint(STACK), program.ROOT, on_docker_ready=seed, log=log, stop_after=stop_after)
 
@@ -105,6 +109,7 @@ def up(
     `stop_after`: stop once that many steps are done (harness.engine.Stopped), as a killed `up` would."""
     declared = declare(lab, profile, alter, files)
     plan, report = engine(lab, log, stop_after).up(declared, replace)
+    build_cache.keep(lab.shell, [host.name for host in lab.balancers])
     return Applied(declared, plan, report)
 
 

@@ -7,12 +7,14 @@ engine against real hosts.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from harness import rules
 from harness.command_ops import InitError
 from harness.engine import Stopped
+from harness.graph import run_in_order
 from harness.plan import make_plan, preview_text, resource_of
 from harness.program import Program
 from harness.state import SECRET_SIG, SECRET_SIG_KEY, Checkpoint
@@ -253,3 +255,37 @@ def test_an_image_must_pin_the_classic_builder_the_lab_drives(tmp_path):
     ops = ImageOps(providers=None, lookup=lambda urn: None, root=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(StepError, match="builderVersion=BuilderV1"):
         ops.create(resource_of(declared))
+
+
+def test_a_step_waiting_for_its_dependencies_holds_no_worker():
+    """Pulumi's --parallel counts running steps: with 2 workers, `b` waiting for `a` must not keep `c`, which
+    `a` waits for, from running (a worker blocked on `a` would deadlock here, and the timeout fail it)."""
+    c_ran = threading.Event()
+    order = []
+
+    def job(name: str, wait_for: threading.Event | None = None):
+        def run() -> None:
+            if wait_for is not None:
+                assert wait_for.wait(5), f"{name} waited for a job that never started"
+            order.append(name)
+            if name == "c":
+                c_ran.set()
+
+        return run
+
+    jobs = [("a", [], job("a", c_ran)), ("b", ["a"], job("b")), ("c", [], job("c"))]
+    results = run_in_order(jobs, parallel=2)
+    assert [f.exception() for f in results] == [None] * 3
+    assert order == ["c", "a", "b"]
+
+
+def test_a_failed_step_fails_what_waits_for_it_without_running_it():
+    ran = []
+
+    def fail() -> None:
+        raise RuntimeError("a broke")
+
+    results = run_in_order(
+        [("a", [], fail), ("b", ["a"], lambda: ran.append("b")), ("c", [], lambda: ran.append("c"))], 2
+    )
+    assert [str(f.exception()) for f in results[:2]] == ["a broke", "a broke"] and ran == ["c"]

@@ -1,4 +1,4 @@
-"""Issue 19: the lab's Pebble (lab/acme.py) without the lab: its command lines and config, and a start and
+"""The lab's Pebble (lab/acme.py) without the lab: its command lines and config, and a start and
 stop on 127.0.0.1 with the real pebble and pebble-challtestsrv; the lab's TLS keys."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from components import tls, tls_secrets
 from lab import acme
 
 from .artifact_tools import free_port, tool
+
+pytestmark = pytest.mark.artifact
 
 
 def test_the_commands_bind_pebble_on_the_gateway_and_answer_the_vip_on_loopback(tmp_path):

@@ -3,11 +3,15 @@ stack state describes the old hosts, and a deploy that trusted it would skip pre
 
 from __future__ import annotations
 
+import pytest
+
 from harness import rules
 from harness.backend import Backend
 from harness.state import Resource
 from lab.inventory import Inventory
 from lab.lab import Lab
+
+pytestmark = pytest.mark.unit
 
 
 def _lab_with_applied_stack(tmp_path, skip: str = "") -> Lab:
