@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="create or reuse the hosts and wait until systemd and SSH answer")
     down = commands.add_parser("down", help="remove the hosts, their volumes, the network and lab/.state/")
-    down.add_argument("--all", action="store_true", help="also remove the host image and an imported base image")
+    down.add_argument(
+        "--all", action="store_true", help="also remove the host image, an imported base image, the kept HAProxy build"
+    )
     commands.add_parser(
         "status",
         help="per host: container, systemd, docker, keepalived, VIP; exit 2 unless exactly one host holds the VIP",

@@ -9,7 +9,7 @@ into each new balancer's daemon when that daemon comes up, next to the base imag
 finds each step of an unchanged Dockerfile in its cache ("Using cache"), exactly as on a Pi that built it
 before; a changed Dockerfile, build argument or base image misses it and compiles. What the program
 declares and what the hosts run are the same either way: the cache only saves the compile's time.
-A new machine, or `rm -r CACHE_DIR`, compiles again.
+A new machine, or `python -m lab down --all`, compiles again.
 """
 
 from __future__ import annotations
@@ -88,3 +88,9 @@ def _chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             yield chunk
+
+
+def forget() -> None:
+    for kept in CACHE_DIR.glob(f"{PREFIX}*.tar"):
+        say(f"removing the kept HAProxy build {kept}")
+        kept.unlink()

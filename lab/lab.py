@@ -26,7 +26,7 @@ from components.cluster import vip_url
 from components.settings import Host
 from harness.backend import Backend
 from harness.state import hosts_of
-from lab import acme
+from lab import acme, build_cache
 from lab.docker_engine import DockerEngine
 from lab.hosts import Hosts, ensure_rt_budget
 from lab.images import BASE_IMAGE, BASE_IMAGE_ALIAS, Images
@@ -201,8 +201,8 @@ class Lab:
             )
 
     def down(self, all_images: bool = False) -> None:
-        """Remove the hosts, their Docker volumes, the network and lab/.state/ (and with all_images the images);
-        the lab's Pebble, if it runs, is stopped first (lab/acme.py)."""
+        """Remove the hosts, their Docker volumes, the network and lab/.state/ (and with all_images the images and
+        the kept HAProxy build, lab/build_cache.py); the lab's Pebble, if it runs, is stopped first (lab/acme.py)."""
         acme.Pebble(self.state_dir / "acme" / "pebble", str(self.gateway), str(self.vip.ip)).stop()
         self._hosts.remove_all()
         if self.state_dir.exists():
@@ -210,6 +210,7 @@ class Lab:
             shutil.rmtree(self.state_dir)
         if all_images:
             self.images.remove_all()
+            build_cache.forget()
         say("lab down")
 
     def status(self) -> list[HostStatus]:

@@ -84,6 +84,19 @@ def run_stack(stack_config):
 
 
 # -- the lab, shared by every lab test module (one fresh deployment per session) ----------------------------
+# In this order: the paper's profile (its experiments, then the ops verbs on it), the switch to the tuned
+# profile under load and what it must survive, the change classes on it, and `destroy` last. Every other test
+# runs before them: the cheap checks first.
+LAB_MODULES = ("test_lab.py", "test_lab_ops.py", "test_lab_tuned.py", "test_lab_changes.py", "test_lab_teardown.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    unlisted = {i.path.name for i in items if i.get_closest_marker("lab") and i.path.name not in LAB_MODULES}
+    if unlisted:
+        raise pytest.UsageError(f"lab test modules missing from tests/conftest.py LAB_MODULES: {sorted(unlisted)}")
+    items.sort(key=lambda item: LAB_MODULES.index(item.path.name) if item.path.name in LAB_MODULES else -1)
+
+
 @pytest.fixture(scope="session")
 def lab():
     """A fresh lab: hosts as a new Pi would be, without Docker (base images are kept between runs).

@@ -1,10 +1,15 @@
-"""What the lab's change tests check on the hosts after a change: the cluster serving, keepalived active
-on both balancers with one VIP holder, and no build leftovers."""
+"""What the lab tests check on the hosts after a change (the cluster serving, keepalived active on both
+balancers with one VIP holder, no build leftovers), and the commands they run as a Pi owner would."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from components import names
 from drills import stack
+from harness.program import ROOT
 from lab.lab import Lab
 
 
@@ -27,3 +32,31 @@ def assert_no_build_leftovers(lab: Lab) -> None:
         left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
         stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
         assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
+
+
+def ops(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m ops ...` from the repository root; PATH without a Pulumi CLI, so the lab's state is used."""
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "pulumi"))
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *args],
+        cwd=ROOT,
+        env=os.environ | {"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def said(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def status_code(stack_name: str = "dev") -> int:
+    return ops("status", "--stack", stack_name).returncode
+
+
+def lab_status() -> subprocess.CompletedProcess:
+    """`python -m lab status`: the hosts, keepalived and the VIP from the lab's side."""
+    return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)

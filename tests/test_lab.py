@@ -7,20 +7,15 @@ ports) comes from the lab, which reads it from the stack's settings.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import pytest
 
 from components import names, render, timing
 from components.render import Renderer
 from drills import faults, stack
-from drills.load import Load, Recording
-from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, servers_seen_by, wait_until
+from drills.observe import get_vip, keepalived_state, servers_seen_by, wait_until
 from harness.command_ops import StepError
 from lab.inventory import HOST_USER
-from lab.lab import Lab
+from tests.lab_checks import lab_status
 
 pytestmark = pytest.mark.lab
 
@@ -31,9 +26,6 @@ CONTAINER = "docker:index/container:Container"
 def _kinds(applied) -> dict[str, str]:
     """The plan's changes besides the bring-back steps (replaced for their triggers alone) and image rebuilds."""
     return {n: k for n, k in applied.plan.changes_besides_bring_back().items() if not n.endswith("-image")}
-
-
-RATE = 50  # requests per second under load
 
 
 def test_first_apply_created_everything_and_changed_every_host(deployed, lab):
@@ -178,115 +170,16 @@ def test_an_unreachable_host_fails_the_apply_naming_host_and_step(deployed, lab)
     assert nowhere in str(failed.value)
 
 
-def _status() -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)
-
-
 def test_multicast_blocked_splits_the_brain_and_status_says_so(deployed, lab, master):
     """The paper's firewall trouble: with multicast VRRP and adverts dropped, both balancers take the VIP."""
     both = sorted(h.name for h in lab.balancers)
     faults.block_vrrp_multicast(lab)
     try:
         wait_until("both balancers holding the VIP", lambda: sorted(lab.vip_holders()) == both, FAILOVER_S)
-        status = _status()
+        status = lab_status()
         assert status.returncode == 2
         assert "SPLIT BRAIN" in status.stdout
     finally:
         faults.unblock_vrrp_multicast(lab)
     wait_until("one holder again", lambda: lab.vip_holders() == [master], FAILOVER_S)
-    assert _status().returncode == 0
-
-
-@pytest.fixture(scope="module")
-def tuned(deployed, lab):
-    """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's deployment: configs only."""
-    applied = stack.apply(lab, profile="dev-tuned")
-    kinds = applied.plan.changes_besides_bring_back()
-    assert set(kinds.values()) <= {"update", "create"}, kinds  # configs, scripts and the watcher: no replace
-    assert not [n for n in kinds if n.endswith(("-container", "-image"))], kinds
-    stack.wait_serving(lab)
-
-
-def _under_load(lab: Lab, seconds: float, fault_at: float, fault) -> Load:
-    """Load through the VIP for `seconds`; `fault()` runs at `fault_at` s into the window."""
-    load = Load.through_vip(lab, RATE, seconds, timeout=1.0).start()
-    time.sleep(max(0.0, fault_at - load.elapsed()))
-    fault()
-    return load
-
-
-def _all_sent(recording: Recording) -> None:
-    assert len(recording.samples) == int(recording.seconds * RATE)
-
-
-def test_tuned_a_killed_server_costs_no_request(tuned, lab):
-    killed = lab.servers[1]
-    load = _under_load(lab, 10, 2, lambda: faults.kill_nginx(lab, killed.name))
-    try:
-        recording = load.join()
-    finally:
-        faults.start_nginx(lab, killed.name)
-    _all_sent(recording)
-    assert recording.failed == []
-    # every server answered, the killed one before the kill
-    assert {s.server for s in recording.samples} == set(range(1, len(lab.servers) + 1))
-
-
-def test_tuned_a_config_rollout_costs_no_request(tuned, lab, tmp_path):
-    """The reload must fall inside the load window, or a lossless window proves nothing about it."""
-    files = stack.files_with_response_header(tmp_path / "files", "X-Rollout", "tuned")
-    window_s = 25  # the apply declares the program and visits every host first: several seconds
-    load = Load.through_vip(lab, RATE, window_s, timeout=1.0).start()
-    time.sleep(max(0.0, 2 - load.elapsed()))
-    applied = stack.apply(lab, profile="dev-tuned", files=files)
-    recording = load.join()
-    for balancer in lab.balancers:
-        step = applied.report.by_name(f"{balancer.name}-haproxy-config")
-        assert step.op == "update" and step.host_changed, f"{step.name} did not reload HAProxy"
-        started, ended = stack.span(step, load.t0)
-        assert started > 0 and ended < window_s - 2, f"{step.name} ran {started:.1f}–{ended:.1f}s, window {window_s}s"
-    _all_sent(recording)
-    assert recording.failed == []
-    assert get_vip(lab).headers.get("x-rollout") == "tuned"
-
-
-def test_tuned_haproxy_death_moves_the_vip_through_the_track_file(tuned, lab, master, backup):
-    faults.kill_haproxy_for_good(lab, master)
-    try:
-        wait_until(f"the VIP on {backup}", lambda: lab.vip_holders() == [backup], FAILOVER_S)
-        assert haproxy_alive_flag(lab, master) == "0"
-        assert get_vip(lab).status == 200
-    finally:
-        faults.restore_haproxy(lab, master)
-    wait_until(f"the VIP back on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
-    assert haproxy_alive_flag(lab, master) == "1"
-
-
-def test_tuned_master_host_restarted_takes_the_vip_back_serving(tuned, lab, master, backup):
-    """After a power cut the host stays off until started; then /run is empty: the track file's directory
-    must come back before keepalived."""
-    lab.cut_power(master)
-    try:
-        wait_until(f"the VIP on {backup}", lambda: lab.vip_holders() == [backup], FAILOVER_S)
-        assert get_vip(lab).status == 200
-        time.sleep(3)  # Docker would have restarted it by now (100 ms back-off) had the kill not cancelled it
-        assert lab.container(master).status == "exited"
-    finally:
-        lab.start_host(master)
-    wait_until(f"the VIP back on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
-    wait_until(f"the site through {master}", lambda: get_vip(lab).status == 200, 10)
-    assert keepalived_state(lab, master) == "MASTER"
-
-
-def test_unicast_peers_keep_one_master_with_multicast_blocked(tuned, lab, master, backup):
-    applied = stack.apply(lab, stack.unicast, profile="dev-tuned")
-    assert applied.report.by_name(f"vrrp-{master}-keepalived").host_changed
-    wait_until(f"the VIP on {master}", lambda: lab.vip_holders() == [master], FAILOVER_S)
-    faults.block_vrrp_multicast(lab)
-    try:
-        time.sleep(5)  # many advert intervals: a split brain would have shown by now
-        assert lab.vip_holders() == [master]
-        assert keepalived_state(lab, backup) == "BACKUP"
-        assert _status().returncode == 0
-    finally:
-        faults.unblock_vrrp_multicast(lab)
+    assert lab_status().returncode == 0

@@ -2,9 +2,8 @@
 lab's state when no Pulumi CLI is on PATH), plus what the observability changes add on the hosts:
 /metrics on the stats port, the keepalived notify hook, and systemd restarting a killed keepalived.
 
-Runs after the other lab modules (one lab per session), so it first applies the paper's profile from
-the repository's own files/; the reboot runs on the tuned profile, then the shutdown (the lab is
-brought back and re-applied afterwards), and last a whole-cluster power loss healed without an `up`.
+Runs right after tests/test_lab.py, on the paper's profile from the repository's own files/ (its apply
+changes nothing then); the verbs that take hosts down run on the tuned profile, in tests/test_lab_tuned.py.
 No test asserts a timing.
 """
 
@@ -13,56 +12,24 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
-import random
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 
 from components import names, timing
-from drills import faults, power, stack
-from drills.load import Load, Recording
-from drills.observe import get_vip, keepalived_state, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
-from harness.program import ROOT
+from drills import faults, stack
+from drills.observe import get_vip, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
 from lab.lab import Lab
-from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
+from tests.lab_checks import ops, said, status_code
 
 pytestmark = pytest.mark.lab
 
 FAILOVER_S = 30
-BOOT_TIMEOUT_S = 240  # five hosts booting on two shared cores, then Docker, HAProxy and keepalived
-RATE = 50  # requests per second through the VIP under load, each on a new connection, 1 s timeout
-
-
-def ops(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`python -m ops ...` from the repository root; PATH without a Pulumi CLI, so the lab's state is used."""
-    path = os.pathsep.join(
-        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "pulumi"))
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        cwd=ROOT,
-        env=os.environ | {"PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def said(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
-def status_code(stack_name: str = "dev") -> int:
-    return ops("status", "--stack", stack_name).returncode
 
 
 @pytest.fixture(scope="module")
 def serving(deployed, lab: Lab) -> None:
-    """The paper's profile from files/ (earlier modules leave the tuned profile and changed copies)."""
+    """The paper's profile from files/, as tests/test_lab.py leaves it, and `ops status` agreeing."""
     stack.apply(lab, log=lambda line: None)
     stack.wait_serving(lab)
     wait_until("ops status healthy", lambda: status_code() == 0, 60, interval=2)
@@ -203,75 +170,3 @@ def test_a_killed_keepalived_is_restarted_by_systemd(serving, lab, master, backu
     assert lab.vip_holders() == [master]
     document = json.loads(ops("status", "--stack", "dev", "--json").stdout)
     assert next(h for h in document["hosts"] if h["name"] == backup)["keepalived_restarts"] >= 1
-
-
-@pytest.fixture(scope="module")
-def tuned(serving, lab: Lab) -> tuple[float, Recording]:
-    """The tuned profile, where a rolling change under load must cost no request, applied over the paper's
-    under load: a new VRRP version and advert interval, the events watcher. When it started, and the load."""
-    since = time.time()
-    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
-    try:
-        stack.apply(lab, profile="dev-tuned", log=lambda line: None)
-    finally:
-        recording = load.finish(tail=3)
-    stack.wait_serving(lab)
-    wait_until("ops status healthy", lambda: status_code("dev-tuned") == 0, 60, interval=2)
-    return since, recording
-
-
-def test_the_switch_to_the_tuned_profile_keeps_the_vip_on_the_master(tuned, lab):
-    """The BACKUP's keepalived waits stopped while the MASTER reloads (VRRPv2 and v3 do not hear each other)."""
-    since, recording = tuned
-    assert_no_request_failed(recording)
-    assert_the_master_kept_the_vip(lab, recording, since)
-
-
-def test_rolling_reboot_under_load_costs_no_request(tuned, lab, master, backup):
-    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
-    try:
-        result = ops("reboot", "--stack", "dev-tuned", timeout=1700)
-    finally:
-        recording = load.finish(tail=3)
-    assert result.returncode == 0, said(result)
-    rebooting = [m.group(1) for m in re.finditer(r"^\s*[\d.]+s (\S+): rebooting$", result.stdout, re.M)]
-    assert rebooting == [*(s.name for s in lab.servers), backup, master], said(result)
-    assert_no_request_failed(recording, vip_moves=True)
-    stack.wait_serving(lab)
-    assert status_code("dev-tuned") == 0
-
-
-def test_shutdown_leaves_every_host_stopped(tuned, lab):
-    refused = ops("shutdown", "--stack", "dev-tuned")
-    assert refused.returncode == 3, said(refused)
-    assert all(lab.container(h.name).status == "running" for h in lab.hosts)
-    try:
-        result = ops("shutdown", "--stack", "dev-tuned", "--yes-really", timeout=900)
-        assert result.returncode == 0, said(result)
-        order = [m.group(1) for m in re.finditer(r"^\s*[\d.]+s (\S+): powering off$", result.stdout, re.M)]
-        assert order == [*(b.name for b in reversed(lab.balancers)), *(s.name for s in lab.servers)], said(result)
-        states = {}
-        for host in lab.hosts:
-            wait_until(f"{host.name}'s container stopped", lambda h=host: lab.container(h.name).status == "exited", 60)
-            states[host.name] = lab.container(host.name).status
-        assert set(states.values()) == {"exited"}, states
-    finally:
-        lab.up()
-        stack.apply(lab, profile="dev-tuned", log=lambda line: None)
-        stack.wait_serving(lab)
-    assert status_code("dev-tuned") == 0
-
-
-def test_a_whole_cluster_power_loss_heals_without_an_up(tuned, lab, master):
-    """Every host killed at once, switched on again in a random order with random delays (the seed is
-    printed), and no `up`: the site serves, the VIP ends on the MASTER, every server is UP on both
-    balancers and `ops status` is healthy, from what the hosts start at boot alone."""
-    seed = random.randrange(1_000_000)
-    power.cut_everything(lab)
-    time.sleep(2)
-    back = power.power_back(lab, seed)
-    print(f"power back with seed {seed}: order {back.order}, delays {back.delays_s} s")
-    power.first_served_after(lab, back.last_start, BOOT_TIMEOUT_S)
-    stack.wait_serving(lab, timeout=BOOT_TIMEOUT_S)
-    assert keepalived_state(lab, master) == "MASTER"
-    wait_until("ops status healthy", lambda: status_code("dev-tuned") == 0, BOOT_TIMEOUT_S, interval=2)
