@@ -27,6 +27,10 @@ HAPROXY_UID = 10099
 HAPROXY_GID = 10099
 HAPROXY_CONFIG_DIR = "/etc/pihalb/haproxy"  # on the host, mounted read-only at HAPROXY_CONTAINER_CONFIG_DIR
 HAPROXY_CONTAINER_CONFIG_DIR = "/usr/local/etc/haproxy"  # files/haproxy/Dockerfile's ENTRYPOINT reads it
+# With TLS on: the certificate HAProxy serves, chain then key (files/acme/pihalb-tls.sh keeps it), in the
+# config directory the container mounts; `ops status` reads its leaf.
+HAPROXY_PEM_DIR = f"{HAPROXY_CONFIG_DIR}/tls"
+HAPROXY_PEM_FILE = f"{HAPROXY_PEM_DIR}/site.pem"
 HAPROXY_BACKEND = "servers"  # haproxy.cfg's backend, which the drain and ready steps address
 STATS_USER = "admin"  # the stats page's and /metrics' login, with the stats password
 

@@ -34,8 +34,6 @@ from components.tls import (
 from components.tls_secrets import TlsMaterial, check_tls_secrets
 
 TLS_DIR = "/etc/pihalb/tls"  # root's 0700: the keys, the keeper's settings and work
-PEM_DIR = f"{names.HAPROXY_CONFIG_DIR}/tls"  # HAProxy's PEM on the host, inside the mounted config dir
-PEM_FILE = f"{PEM_DIR}/site.pem"
 KEEPER = "/usr/local/sbin/pihalb-tls"
 LIB_DIR = "/usr/local/lib/pihalb"
 RENEWAL_UNIT = "pihalb-tls-renew"
@@ -52,7 +50,7 @@ _CONFIG_CHECK = 'docker run --rm -i --network none --entrypoint haproxy "$IMAGE"
 PEM_FILE_IN_CONTAINER = HAPROXY_CERT_FILE
 assert f"{HAPROXY_CERT_DIR}/site.pem" == PEM_FILE_IN_CONTAINER and HAPROXY_CERT_DIR.startswith(
     names.HAPROXY_CONTAINER_CONFIG_DIR
-), "HAProxy's PEM must sit under the mounted config directory, as PEM_FILE does on the host"
+), "HAProxy's PEM must sit under the mounted config directory, as names.HAPROXY_PEM_FILE does on the host"
 
 
 def tls_material(config: pulumi.Config, cluster: Cluster) -> pulumi.Output[TlsMaterial] | None:
@@ -79,7 +77,7 @@ def keeper_env(cluster: Cluster, host: Host, peer: Host) -> str:
         "NAMES": " ".join(tls.names),
         "KEY": f"{TLS_DIR}/site.key",
         "ACCOUNT_KEY": f"{TLS_DIR}/account.pem" if acme else "",
-        "CERT_FILE": PEM_FILE,
+        "CERT_FILE": names.HAPROXY_PEM_FILE,
         "HAPROXY_CERT": PEM_FILE_IN_CONTAINER,
         "HAPROXY_GID": str(names.HAPROXY_GID),
         "PEM_OWNER": "root",
@@ -120,14 +118,16 @@ def tls_host_script(rendering: Renderer, cluster: Cluster, host: Host, peer: Hos
         TLS_DIR=TLS_DIR,
         LIB_DIR=LIB_DIR,
         KEEPER=KEEPER,
-        CERT_FILE=PEM_FILE,
+        CERT_FILE=names.HAPROXY_PEM_FILE,
         PACKAGES=" ".join(TLS_PACKAGES + (ACME_PACKAGES if acme else ())),
         APT_MAX_AGE_MINUTES=str(cluster.host_prep.apt_max_age_minutes),
     )
 
 
 def tls_host_delete_script(rendering: Renderer) -> str:
-    return rendering.script("tls-host-delete.sh", TLS_DIR=TLS_DIR, PEM_DIR=PEM_DIR, LIB_DIR=LIB_DIR, KEEPER=KEEPER)
+    return rendering.script(
+        "tls-host-delete.sh", TLS_DIR=TLS_DIR, PEM_DIR=names.HAPROXY_PEM_DIR, LIB_DIR=LIB_DIR, KEEPER=KEEPER
+    )
 
 
 def tls_renewal_script(rendering: Renderer) -> str:

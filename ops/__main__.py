@@ -1,7 +1,8 @@
 """`python -m ops <verb> --stack <name>`: operate a deployed cluster (the lab's or your Pis').
 
   status    per host: SSH, Docker, containers, keepalived and its VRRP state and last transitions, the
-            VIP, HAProxy's view of each server. Exit 0 healthy, 1 degraded, 2 outage or split brain.
+            VIP, HAProxy's view of each server, with TLS on each balancer's certificate. Exit 0 healthy,
+            1 degraded, 2 outage or split brain.
   drill     the paper's failover test, bounded: refused unless healthy; a probe on the VIP; HAProxy killed
             on the MASTER (restart policy paused); the VIP moves; restored; the VIP comes back.
   reboot    rolling reboot, one host at a time: servers (drained), the BACKUP, the MASTER (VIP handed over).

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from components import names
 from components.settings import Host, Settings
 from harness.ssh import Login, SshError
+from ops.certs import Certificate, leaf_command, read_leaf
 from ops.config import StackConfig
 
 BOOT_MARK = "/run/pihalb-ops-boot-mark"  # tmpfs: gone after a reboot, which is how ops sees one happened
@@ -67,16 +68,20 @@ class HostFacts:
     transitions: list[Transition] = field(default_factory=list)
     servers: dict[str, str] = field(default_factory=dict)  # HAProxy's view: server -> status
     handover: str = ""
+    certificate: Certificate | None = None  # the leaf HAProxy loads, with TLS on
 
     def container(self, name: str) -> Container | None:
         return self.containers.get(name)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without the certificate: `status.document` adds it with TLS on only, so TLS off stays as it was."""
+        return {key: value for key, value in asdict(self).items() if key != "certificate"}
 
 
-def facts_script(host: Host) -> str:
-    """The one script a host runs for `status`; each section tolerates a missing tool or service."""
+def facts_script(host: Host, tls: bool) -> str:
+    """The one script a host runs for `status`; each section tolerates a missing tool or service. With
+    `tls` (the stack's TLS on), a balancer also prints the leaf of HAProxy's PEM (root's and HAProxy's
+    group's only, so through sudo)."""
     lines = [
         "echo @@docker; systemctl is-active docker 2>/dev/null || true",
         "echo @@containers; sudo -n docker ps -a --filter name=pihalb- "
@@ -94,6 +99,8 @@ def facts_script(host: Host) -> str:
             f"echo @@handover; sudo -n cat {names.VRRP_HANDOVER_FILE} 2>/dev/null || true",  # root-only (keepalived)
             f"echo @@stat; {runtime} 2>/dev/null || true",
         ]
+        if tls:
+            lines.append(f"echo @@certificate; sudo -n {leaf_command()} 2>/dev/null || true")
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +174,7 @@ def parse_facts(host: Host, vip: str, text: str) -> HostFacts:
         facts.vrrp_state, facts.vrrp_since = facts.transitions[-1].state, facts.transitions[-1].at
     facts.handover = found.get("handover", "").strip()
     facts.servers = parse_show_stat(found.get("stat", ""))
+    facts.certificate = read_leaf(found.get("certificate", ""))
     return facts
 
 
@@ -255,11 +263,12 @@ class ScriptedFleet:
 
     def facts(self) -> dict[str, HostFacts]:
         vip = str(self.settings.cluster.vrrp.vip.ip)
+        tls = self.settings.cluster.haproxy.tls is not None
 
         def one(name: str) -> HostFacts:
             host = host_named(self.settings, name)
             try:
-                return parse_facts(host, vip, self.run(name, facts_script(host), check=False))
+                return parse_facts(host, vip, self.run(name, facts_script(host, tls), check=False))
             except HostUnreachable as error:
                 return HostFacts(host.name, host.role, str(host.address), error=str(error))
 

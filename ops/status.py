@@ -3,19 +3,22 @@
 0 healthy: every host up, every server UP on both balancers, keepalived active on both, the VIP on one
   balancer (the intended MASTER, when preemption is on) whose HAProxy runs.
 1 degraded: still serving, but something is down or out: a server (host, container, or not UP on a
-  balancer), one balancer (host, Docker, keepalived, HAProxy), a handover left set, the VIP on the BACKUP.
+  balancer), one balancer (host, Docker, keepalived, HAProxy), a handover left set, the VIP on the BACKUP;
+  with TLS on, a balancer's certificate missing or with fewer than CERT_MIN_DAYS_LEFT days left, or the
+  two balancers serving different certificates.
 2 outage or split brain: the VIP held by no balancer, by both, or by one whose HAProxy is not running,
   or no server UP behind the VIP holder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from components import names
 from components.cluster import vip_held
 from components.settings import Settings
+from ops.certs import CERT_MIN_DAYS_LEFT, describe
 from ops.hosts import HostFacts
 
 HEALTHY, DEGRADED, OUTAGE = 0, 1, 2
@@ -69,6 +72,35 @@ def server_problems(facts: HostFacts) -> list[str]:
     return problems
 
 
+def certificate_problems(settings: Settings, facts: dict[str, HostFacts]) -> list[str]:
+    """With TLS on: each reachable balancer has a certificate that lasts, and both the same one (else the
+    site's certificate changes when the VIP moves)."""
+    if settings.cluster.haproxy.tls is None:
+        return []
+    problems = []
+    served = {}
+    for balancer in settings.balancers:
+        name, found = balancer.name, facts[balancer.name]
+        if not found.reachable:
+            continue  # already a problem
+        cert = found.certificate
+        if cert is None:
+            problems.append(f"{name}: TLS on, but no certificate in {names.HAPROXY_PEM_FILE}")
+            continue
+        served[name] = cert
+        if cert.days_left < 0:
+            problems.append(f"{name}: certificate expired on {cert.not_after}")
+        elif cert.days_left < CERT_MIN_DAYS_LEFT:
+            problems.append(
+                f"{name}: certificate expires in {cert.days_left} days (fewer than {CERT_MIN_DAYS_LEFT}: "
+                "is the renewal failing?)"
+            )
+    if len({cert.sha256 for cert in served.values()}) > 1:
+        differ = ", ".join(f"{name} sha256 {cert.sha256[:16]} until {cert.not_after}" for name, cert in served.items())
+        problems.append(f"the balancers serve different certificates: {differ}")
+    return problems
+
+
 def _describe(container: Any) -> str:
     return "missing" if container is None else f"{container.state} ({container.status})"
 
@@ -85,6 +117,7 @@ def verdict(settings: Settings, facts: dict[str, HostFacts]) -> Verdict:
     broken = {name: balancer_problems(facts[name]) for name in balancers}
     for problems in broken.values():
         degraded += problems
+    degraded += certificate_problems(settings, facts)
     viewers = [b for b in balancers if facts[b].reachable and facts[b].servers]
     for server in settings.servers:
         degraded += server_problems(facts[server.name])
@@ -147,6 +180,12 @@ def table(settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> s
         history = facts[balancer.name].transitions
         if history:
             lines.append(f"{balancer.name} last transitions: " + ", ".join(f"{t.at} {t.state}" for t in history))
+    if settings.cluster.haproxy.tls is not None:
+        for balancer in settings.balancers:
+            found = facts[balancer.name]
+            if found.reachable:
+                cert = found.certificate
+                lines.append(f"{balancer.name} certificate: {describe(cert) if cert else 'none'}")
     lines.append(vip_held(settings.cluster.vrrp.vip.ip, result.vip_holders))
     lines += [f"  - {problem}" for problem in result.problems]
     lines.append(f"{result.word.upper()} (exit {result.code})")
@@ -154,7 +193,13 @@ def table(settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> s
 
 
 def document(stack: str, settings: Settings, facts: dict[str, HostFacts], result: Verdict) -> dict[str, Any]:
-    """The `--json` output."""
+    """The `--json` output; with TLS on, each balancer's entry has its `certificate` (null: none)."""
+    hosts = [facts[h.name].to_json() for h in settings.cluster.hosts]
+    if settings.cluster.haproxy.tls is not None:
+        for entry in hosts:
+            if entry["role"] == "balancer":
+                cert = facts[entry["name"]].certificate
+                entry["certificate"] = asdict(cert) if cert else None
     return {
         "stack": stack,
         "vip": str(settings.cluster.vrrp.vip.ip),
@@ -162,5 +207,5 @@ def document(stack: str, settings: Settings, facts: dict[str, HostFacts], result
         "exit_code": result.code,
         "vip_holders": result.vip_holders,
         "problems": result.problems,
-        "hosts": [facts[h.name].to_json() for h in settings.cluster.hosts],
+        "hosts": hosts,
     }

@@ -42,7 +42,7 @@ def test_facts_of_a_balancer_are_parsed_from_one_script_output(settings):
 def test_the_facts_script_asks_what_status_needs():
     from components.settings import Host
 
-    balancer = facts_script(Host(name="lb1", address="10.0.0.2", role="balancer", priority=101))
+    balancer = facts_script(Host(name="lb1", address="10.0.0.2", role="balancer", priority=101), tls=False)
     for needle in (
         "systemctl is-active docker",
         "systemctl is-active keepalived",
@@ -55,7 +55,7 @@ def test_the_facts_script_asks_what_status_needs():
         str(names.HAPROXY_RUNTIME_PORT),
     ):
         assert needle in balancer, needle
-    server = facts_script(Host(name="s1", address="10.0.0.3", role="server"))
+    server = facts_script(Host(name="s1", address="10.0.0.3", role="server"), tls=False)
     assert "keepalived" not in server and "show stat" not in server
     subprocess.run(["bash", "-n"], input=balancer, text=True, check=True)
 

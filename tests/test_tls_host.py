@@ -66,11 +66,11 @@ def test_acme_declares_the_keys_step_and_the_renewal_on_each_balancer(acme_progr
         assert mount in script_of(config)
         assert (
             names.HAPROXY_CONFIG_DIR + tls.HAPROXY_CERT_FILE.removeprefix(names.HAPROXY_CONTAINER_CONFIG_DIR)
-            == tls_host.PEM_FILE
+            == names.HAPROXY_PEM_FILE
         )
         # The delete scripts remove what the steps installed.
         deleted = script_of(keys_step, "delete")
-        for path in (tls_host.TLS_DIR, tls_host.PEM_DIR, tls_host.KEEPER, tls_host.LIB_DIR):
+        for path in (tls_host.TLS_DIR, names.HAPROXY_PEM_DIR, tls_host.KEEPER, tls_host.LIB_DIR):
             assert shlex.quote(path) in deleted
         assert "disable --now" in script_of(renewal, "delete")
 
