@@ -48,12 +48,17 @@ def keep(shell: Shell, balancers: list[str]) -> None:
         top = _built(shell, host)
         if top is None:
             continue
-        target = CACHE_DIR / f"{PREFIX}{top[:16]}.tar"
-        if target.exists():
+        command = f"docker history --no-trunc --format '{{{{.ID}}}} {{{{.Size}}}}' {top}"
+        code, history = shell.sh(host, command, check=False, timeout=30)
+        rows = [line.split(maxsplit=1) for line in history.splitlines() if line.startswith("sha256:")]
+        if code != 0 or not rows:
             return
-        code, history = shell.sh(host, f"docker history -q --no-trunc {top}", check=False, timeout=30)
-        chain = [line for line in history.split() if line.startswith("sha256:")]
-        if code != 0 or not chain:
+        chain = [image for image, _ in rows]
+        # Named after the newest image with content, the compile: the metadata steps on top of it (the tag
+        # the build was for) change with every tag, and a cache kept for each would be saved again each time.
+        compiled = next((image for image, size in rows if size.strip() != "0B"), chain[0])
+        target = CACHE_DIR / f"{PREFIX}{compiled.removeprefix('sha256:')[:16]}.tar"
+        if target.exists():
             return
         say(f"{host}: keeping HAProxy's build ({len(chain)} images) in {CACHE_DIR} for the next lab")
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
