@@ -63,6 +63,7 @@ class Lab:
         self.keys = Keys(self.state_dir, inventory)
         self.images = Images(self.engine)
         self.shell = Shell(self.engine, inventory)
+        self._seeded: dict[str, str] = {}  # host -> the container whose daemon was seeded in this process
         self._hosts = Hosts(self.engine, inventory, self.keys, self.shell)
 
     @classmethod
@@ -244,9 +245,20 @@ class Lab:
         """
         return self.shell.sh(name, command, check=check, timeout=timeout)
 
-    def seed_base_image(self, name: str) -> None:
+    def seed_base_image(self, name: str) -> bool:
         """Give host `name`'s inner Docker daemon the local base image (no registry here), unless it has it,
-        under its own name and its alias (lab.images.BASE_IMAGE_ALIAS): a host added later has both too."""
+        under its own name and its alias (lab.images.BASE_IMAGE_ALIAS): a host added later has both too.
+
+        Once per host container and process (every apply configures every daemon; nothing of the lab's
+        removes the base image, and a new host is a new container): False when it was done already."""
+        container_id = self.container(name).id
+        if self._seeded.get(name) == container_id:
+            return False
+        self._seed(name)
+        self._seeded[name] = container_id
+        return True
+
+    def _seed(self, name: str) -> None:
         image = self.images.base_or_fail()
         inspect = f"docker image inspect --format '{{{{.Id}}}}' {BASE_IMAGE}"
         code, output = self.sh(name, inspect, check=False)

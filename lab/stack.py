@@ -82,10 +82,8 @@ def engine(lab: Lab, log: Callable[[str], None] = print, stop_after: int | None 
     balancers = {host.name for host in lab.balancers}
 
     def seed(address: str) -> None:
-        if address in by_address:
-            lab.seed_base_image(by_address[address])
-            if by_address[address] in balancers:
-                build_cache.give(lab.shell, by_address[address])
+        if address in by_address and lab.seed_base_image(by_address[address]) and by_address[address] in balancers:
+            build_cache.give(lab.shell, by_address[address])
 
     return Engine(backend(lab).checkpoint(STACK), program.ROOT, on_docker_ready=seed, log=log, stop_after=stop_after)
 
@@ -109,7 +107,8 @@ def up(
     `stop_after`: stop once that many steps are done (harness.engine.Stopped), as a killed `up` would."""
     declared = declare(lab, profile, alter, files)
     plan, report = engine(lab, log, stop_after).up(declared, replace)
-    build_cache.keep(lab.shell, [host.name for host in lab.balancers])
+    if any(done.name.endswith("-haproxy-image") and done.op != "delete" for done in report.done):
+        build_cache.keep(lab.shell, [host.name for host in lab.balancers])
     return Applied(declared, plan, report)
 
 
