@@ -12,6 +12,9 @@ from drills import stack
 from harness.program import ROOT
 from lab.lab import Lab
 
+FAILOVER_S = 30  # bound on a VIP move or a keepalived state change in the lab tests (never asserted as a time)
+RATE = 50  # requests per second through the VIP under load, each on a new connection, 1 s timeout
+
 
 def assert_healthy(lab: Lab) -> None:
     stack.wait_serving(lab)

@@ -15,11 +15,10 @@ from drills import faults, stack
 from drills.observe import get_vip, keepalived_state, servers_seen_by, wait_until
 from harness.command_ops import StepError
 from lab.inventory import HOST_USER
-from tests.lab_checks import lab_status
+from tests.lab_checks import FAILOVER_S, lab_status
 
 pytestmark = pytest.mark.lab
 
-FAILOVER_S = 30
 CONTAINER = "docker:index/container:Container"
 
 

@@ -38,13 +38,12 @@ from harness.program import ROOT
 from lab.images import BASE_IMAGE
 from lab.inventory import CLUSTER_CONFIG_KEY, Inventory
 from lab.lab import Lab
-from tests.lab_checks import assert_healthy, assert_no_build_leftovers
+from tests.lab_checks import RATE, assert_healthy, assert_no_build_leftovers
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
 
 PROFILE = "dev-tuned"
-RATE = 50  # requests per second, each on a new connection, 1 s timeout
 CONTAINER = "docker:index/container:Container"
 
 

@@ -20,11 +20,9 @@ from components import names, timing
 from drills import faults, stack
 from drills.observe import get_vip, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
 from lab.lab import Lab
-from tests.lab_checks import ops, said, status_code
+from tests.lab_checks import FAILOVER_S, ops, said, status_code
 
 pytestmark = pytest.mark.lab
-
-FAILOVER_S = 30
 
 
 @pytest.fixture(scope="module")

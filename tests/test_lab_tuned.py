@@ -17,14 +17,12 @@ from drills import faults, power, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, wait_until
 from lab.lab import Lab
-from tests.lab_checks import lab_status, ops, said, status_code
+from tests.lab_checks import FAILOVER_S, RATE, lab_status, ops, said, status_code
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
 
-FAILOVER_S = 30
 BOOT_TIMEOUT_S = 240  # five hosts booting on two shared cores, then Docker, HAProxy and keepalived
-RATE = 50  # requests per second through the VIP under load, each on a new connection, 1 s timeout
 
 
 @pytest.fixture(scope="module")
