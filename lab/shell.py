@@ -66,9 +66,7 @@ class Shell:
             output = b"".join(data for _, data in frames_iter(stream, tty=False)).decode(errors="replace")
         finally:
             stream.close()
-        exit_code = api.exec_inspect(exec_id)["ExitCode"]
-        if exit_code != 0:
-            raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{output}")
+        self._check_exit(name, command, exec_id, output)
         return output
 
     def stream_out(self, name: str, command: list[str]) -> Iterator[bytes]:
@@ -82,7 +80,9 @@ class Shell:
                 errors.append(err)
             if out:
                 yield out
-        exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        self._check_exit(name, command, exec_id, b"".join(errors).decode(errors="replace"))
+
+    def _check_exit(self, name: str, command: list[str], exec_id: str, output: str) -> None:
+        exit_code = self.engine.client.api.exec_inspect(exec_id)["ExitCode"]
         if exit_code != 0:
-            message = b"".join(errors).decode(errors="replace")
-            raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{message}")
+            raise LabError(f"{name}: `{' '.join(command)}` exited {exit_code}:\n{output}")
