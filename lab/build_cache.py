@@ -66,9 +66,10 @@ def keep(shell: Shell, balancers: list[str]) -> None:
             try:
                 for chunk in shell.stream_out(host, ["docker", "save", *chain]):
                     partial.write(chunk)
-            except LabError:
+            except (LabError, OSError) as error:  # a full disk costs the next lab a compile, not this apply
                 os.unlink(partial.name)
-                raise
+                say(f"{host}: HAProxy's build not kept ({error})")
+                return
         os.replace(partial.name, target)
         for old in CACHE_DIR.glob(f"{PREFIX}*.tar"):
             if old != target:
