@@ -109,6 +109,16 @@ def name_covered(name: str, cert_names: list[str]) -> bool:
     return False
 
 
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names of the certificate's subject alternative names (none without the extension)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        return []
+
+
 def _chain(value: str, names: list[str], now: datetime.datetime) -> list[x509.Certificate]:
     key = TLS_CERTIFICATE_KEY
     text = value.strip()
@@ -141,11 +151,7 @@ def _chain(value: str, names: list[str], now: datetime.datetime) -> list[x509.Ce
             f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
             f"renew it and set the new chain: `{SET_SECRET[key]}`",
         )
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        cert_names = san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        cert_names = []
+    cert_names = dns_names(leaf)
     missing = [n for n in names if not name_covered(n, cert_names)]
     if missing:
         fail(

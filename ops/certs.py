@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from components import names
+from components.tls_secrets import dns_names
 
 # Fewer days left is degraded. The keeper renews at a third of the lifetime on the VIP holder and a sixth
 # on the other balancer (30 and 15 days of a 90-day certificate), so 14 means both have failed for weeks,
@@ -45,14 +46,9 @@ def read_leaf(pem: str) -> Certificate | None:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         return None
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        dns = []
     not_after = cert.not_valid_after_utc
     return Certificate(
-        names=dns,
+        names=dns_names(cert),
         issuer=_issuer(cert.issuer),
         not_after=not_after.isoformat(),
         days_left=(not_after - datetime.datetime.now(datetime.UTC)).days,
