@@ -28,6 +28,13 @@ def tool(name: str) -> str:
     return path
 
 
+def libfaketime() -> str:
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.fail("libfaketime is not installed: scripts/setup installs it (apt-get install faketime)")
+    return str(found[0])
+
+
 def run(args, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
     assert done.returncode == 0, f"{args[0]} refused it:\n{done.stdout}\n{done.stderr}"
@@ -109,7 +116,7 @@ def keepalived_dump(
 ) -> dict[str, str]:
     """Start the real keepalived on the rendered config in a throwaway network namespace (a veth pair
     named like the configured interface) and return its own dump of what it read (`-d`); with
-    `faked_date`, keepalived's clock says that date (Debian's faketime)."""
+    `faked_date`, keepalived's clock says that date (Debian's libfaketime)."""
     path = tmp_path / "keepalived.conf"
     path.write_text(conf)
     peer = "pihalb-peer0" if interface != "pihalb-peer0" else "pihalb-peer1"
@@ -119,10 +126,14 @@ def keepalived_dump(
     )
     args = [tool("unshare"), "-n", "sh", "-c", setup, "sh", interface, peer, f"{address}/24", tool("keepalived")]
     args += [str(path), str(tmp_path / "k.pid"), str(tmp_path / "v.pid")]
-    if faked_date is not None:
-        args = [tool("faketime"), faked_date, *args]
     env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"}
-    # A session of its own, signalled as a whole: faketime forks keepalived and does not pass signals on.
+    if faked_date is not None:
+        # libfaketime preloaded ("@": the clock starts at that date and runs). It keeps a semaphore and a
+        # segment named after the first process's PID in /dev/shm, which its exit would remove but a kill (as
+        # here) leaves: a later process given the same PID then fails ("sem_open: File exists"), so they are
+        # removed below. (The `faketime` wrapper has the same leftovers under its own PID.)
+        env |= {"LD_PRELOAD": libfaketime(), "FAKETIME": f"@{faked_date}"}
+    # A session of its own, signalled as a whole (keepalived forks its VRRP process).
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
@@ -143,6 +154,8 @@ def keepalived_dump(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+        for left in (f"faketime_shm_{proc.pid}", f"sem.faketime_sem_{proc.pid}"):
+            (Path("/dev/shm") / left).unlink(missing_ok=True)
     dump = {}
     for line in lines:
         match = KEEPALIVED_DUMP_LINE.search(line.rstrip("\n"))
