@@ -5,8 +5,9 @@ through the VIP every PROBE_INTERVAL_S (new connection, 1 s timeout), HAProxy ki
 Docker's restart policy paused, and these instants, all on the one kernel clock the lab hosts share:
 
 - `killed`: the bench issued the kill (docker exec on the MASTER);
-- `haproxy died`: containerd's exit time of HAProxy's process, which the events watcher logs
-  (`exited_at`, nanoseconds); with the paper's script tracking, Docker's `die` event, ~30 ms later;
+- `haproxy died`: when the events watcher's exit waiter was woken by the kernel (a pidfd of HAProxy's
+  master or last worker), which it logs (`exit seen at`, microseconds); with the paper's script
+  tracking, Docker's `die` event, ~50 ms later;
 - `track file`: the events watcher's journal line after it wrote 0 (`pihalb-haproxy-watch`);
 - `keepalived left MASTER`: keepalived's journal, `Entering FAULT STATE` (weight 0) or `BACKUP`;
 - `advert released`: on the lab bridge, the MASTER's first advert after the kill with another priority
@@ -107,17 +108,17 @@ def journal_times(lab: Lab, host: str, since: float, pattern: str, *selectors: s
 
 
 def exit_times(lab: Lab, host: str, since: float) -> list[float]:
-    """When HAProxy's process exited, by containerd's clock: the watcher logs its exit event's `exited_at`
-    (RFC 3339, nanoseconds) ~30 ms before Docker's die event. None with the paper's script tracking."""
-    found = journal_matches(lab, host, since, EXITED_AT, "-u", "pihalb-haproxy-watch")
-    return sorted(exited_at(m) for _, m in found)
+    """When HAProxy stopped listening, by the kernel's word: the watcher's exit waiter logs when its pidfd
+    woke it (RFC 3339, microseconds). None with the paper's script tracking."""
+    found = journal_matches(lab, host, since, EXIT_SEEN_AT, "-u", names.HAPROXY_WATCH_UNIT)
+    return sorted(exit_seen_at(m) for _, m in found)
 
 
-EXITED_AT = r"exited_at (\S+?)\.(\d+)Z"
+EXIT_SEEN_AT = r"exit seen at (\S+?)\.(\d+)Z"
 
 
-def exited_at(match: re.Match) -> float:
-    """Epoch seconds of containerd's `exited_at` (whole seconds and a fraction of up to nine digits)."""
+def exit_seen_at(match: re.Match) -> float:
+    """Epoch seconds of the waiter's `exit seen at` (whole seconds and a fraction of up to nine digits)."""
     return datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp() + float("0." + match[2])
 
 
@@ -150,7 +151,7 @@ def one_run(lab: Lab, capture: Path, number: int) -> dict:
     recording = load.join()
     ended = time.time()
     since = killed - 1
-    # The death: containerd's exit time when the events watcher logged it, else Docker's die event
+    # The death: when the events watcher's exit waiter saw it, else Docker's die event
     # (the paper's script tracking), which dockerd emits after tearing the container down.
     died = first(exit_times(lab, master.name, since), killed) or die_time(lab, master.name, since, ended)
     packets = capture.read_bytes()[capture_from:].decode(errors="replace").splitlines()
@@ -239,8 +240,8 @@ def write_table(out: Path) -> None:
     note = (
         "\nMedian time of each stage since the kill was issued, and (+) its increment over the stage before: "
         "the next millisecond to remove is the largest increment. VIP unavailable: from HAProxy's death "
-        "(containerd's exit time; Docker's die event without the watcher) to the answer of the first probe "
-        "sent after it. "
+        "(when the watcher's exit waiter saw it; Docker's die event without the watcher) to the answer of the "
+        "first probe sent after it. "
         "Command: `bench/takeover --stack STACK --runs N`.\n"
     )
     (out / "takeover.md").write_text("\n".join(rows) + "\n" + note)
@@ -265,7 +266,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
         ax.barh([0], [max(0.0, value - previous) * 1000], left=[previous * 1000], color=f"C{i}", label=stage)
         previous = max(previous, value)
     ax.set_yticks([])
-    ax.set_xlabel("ms since HAProxy died (containerd's exit time; median per stage)")
+    ax.set_xlabel("ms since HAProxy died (seen by the watcher's exit waiter; median per stage)")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8)
     fig.tight_layout()

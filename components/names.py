@@ -47,6 +47,7 @@ KEEPALIVED_NOTIFY = "/usr/local/sbin/pihalb-keepalived-notify"  # installed by k
 KEEPALIVED_REALTIME = "/usr/local/sbin/pihalb-keepalived-realtime"  # installed by keepalived.sh, run by DROPIN
 KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/pihalb.conf"  # restart, real-time hook
 HAPROXY_WATCH_UNIT = "pihalb-haproxy-watch"  # the events watcher's systemd unit (haproxy-watch.sh)
+HAPROXY_EXIT_WAITER = "/usr/local/sbin/pihalb-haproxy-exit-wait"  # the watcher's fast path (haproxy-exit-wait.pl)
 
 # -- images -----------------------------------------------------------------------------------------------
 # On every stage of files/*/Dockerfile ("LABEL org.pihalb.image=<kind>" first): pulumi-docker's classic build

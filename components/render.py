@@ -266,10 +266,14 @@ class Renderer:
             TRACK_FILE=names.HAPROXY_TRACK_FILE,
             CONTAINER=names.HAPROXY_CONTAINER,
             UNIT=names.HAPROXY_WATCH_UNIT,
+            EXIT_WAITER_B64=b64((self.files / "scripts" / "haproxy-exit-wait.pl").read_text()),
+            EXIT_WAITER_PATH=names.HAPROXY_EXIT_WAITER,
         )
 
     def haproxy_watch_delete_script(self) -> str:
-        return self.script("haproxy-watch-delete.sh", UNIT=names.HAPROXY_WATCH_UNIT)
+        return self.script(
+            "haproxy-watch-delete.sh", UNIT=names.HAPROXY_WATCH_UNIT, EXIT_WAITER_PATH=names.HAPROXY_EXIT_WAITER
+        )
 
     def track_step(self, step: str) -> tuple[str, str]:
         """A tracking step of components/tracking.py TRACK_KINDS: its script and its delete script."""

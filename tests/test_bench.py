@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench.takeover import EXITED_AT, adverts_in, exited_at, gratuitous_arps
+from bench.takeover import EXIT_SEEN_AT, adverts_in, exit_seen_at, gratuitous_arps
 from drills.load import Recording, Sample
 
 pytestmark = pytest.mark.unit
@@ -38,11 +38,11 @@ def test_only_the_vips_own_announcement_counts_as_gratuitous_arp():
     assert gratuitous_arps(CAPTURE, "172.30.42.241", "02:42:ac:1e:2a:16") == []
 
 
-def test_haproxys_death_is_read_from_containerds_exit_time():
-    """The watcher's journal line carries containerd's `exited_at`; nanoseconds survive to microseconds."""
-    line = "track file 0 (exit, exited_at 2026-12-07T15:34:23.760320868Z)"
-    assert exited_at(re.search(EXITED_AT, line)) == pytest.approx(1796657663.760320868, abs=1e-6)
-    assert re.search(EXITED_AT, "track file 0 (die )") is None
+def test_haproxys_death_is_read_from_the_exit_waiters_line():
+    """The waiter's journal line carries when its pidfd woke it; the microseconds survive."""
+    line = "track file 0 (worker 9265 exited, exit seen at 2026-12-07T15:34:23.760320Z)"
+    assert exit_seen_at(re.search(EXIT_SEEN_AT, line)) == pytest.approx(1796657663.760320, abs=1e-6)
+    assert re.search(EXIT_SEEN_AT, "track file 0 (die )") is None
 
 
 def _recording(failures: list[tuple[float, str]]) -> Recording:

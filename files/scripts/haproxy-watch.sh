@@ -16,26 +16,23 @@ current() {
     state=\$(docker inspect -f '{{.State.Running}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $CONTAINER 2>/dev/null)
     [ \"\$state\" = 'true healthy' ] && echo 1 || echo 0
 }
-# containerd reports the exit of the container's first process about 30 ms before Docker's die event
-# (dockerd tears the container down first): at 100 requests/s that is three refused requests less.
-# Its exit event names the task by the container's id; a health check's exec has an id of its own.
-follow_exits() {
+# The fast path: a waiter per HAProxy start that the kernel wakes the moment HAProxy stops listening
+# ($EXIT_WAITER_PATH, pidfds). Docker's die event below stays as the safety net (it comes ~50 ms later).
+arm() {
+    pid=\$(docker inspect -f '{{.State.Pid}}' $CONTAINER 2>/dev/null || echo 0)
+    # In a subshell, so that an exited waiter is reaped by init, not left a zombie of this shell.
+    if [ \"\${pid:-0}\" -gt 0 ]; then ($EXIT_WAITER_PATH \"\$pid\" $TRACK_FILE &); fi
+}
+follow_starts() {
     while true; do
-        id=\$(docker inspect -f '{{.Id}}' $CONTAINER 2>/dev/null || true)
-        ctr --namespace moby events 2>/dev/null | while read -r _ _ _ _ _ topic event; do
-            case \$topic in
-                /tasks/start) id=\$(docker inspect -f '{{.Id}}' $CONTAINER 2>/dev/null || true) ;;
-                /tasks/exit)
-                    case \$event in *\\\"id\\\":\\\"\$id\\\"*)
-                        # The exit's own time on the journal line: when HAProxy died, for the takeover bench.
-                        at=\${event##*exited_at\\\":\\\"} && [ -n \"\$id\" ] && report 0 \"exit, exited_at \${at%%\\\"*}\" ;;
-                    esac ;;
-            esac
-        done
+        since=\$(date +%s.%N)
+        arm
+        docker events --since \"\$since\" --filter type=container --filter container=$CONTAINER \\
+            --filter event=start --format start | while read -r _; do arm; done
         sleep 1
     done
 }
-follow_exits &
+follow_starts &
 while true; do
     report \"\$(current)\" inspect
     docker events --filter type=container --filter container=$CONTAINER --filter event=health_status \\
@@ -51,6 +48,7 @@ while true; do
     sleep 1
 done"
 install_if_different "$watcher" 0755 "/usr/local/sbin/$UNIT"
+install_if_different "$(printf '%s' "$EXIT_WAITER_B64" | base64 -d)" 0755 "$EXIT_WAITER_PATH"
 # /run is empty after a boot: without the directory keepalived drops the track file for good.
 track_dir=$(dirname "$TRACK_FILE")
 install_if_different "d $track_dir 0755 root root -" 0644 /etc/tmpfiles.d/pihalb.conf
