@@ -6,13 +6,18 @@ latency percentiles of each and the difference (what HAProxy and the extra hop a
 the CPU time of the MASTER's HAProxy processes (utime + stime from /proc, 10 ms ticks) and reports it
 per 10,000 requests, beside the same reading over an idle window of the same length (health checks
 alone). On two shared cores a saturation ratio (`wrk`, in bench/failover) measures the lab more than the
-design; a fixed rate does not saturate anything. Writes docs/bench/latency-<stack>.json.
+design; a fixed rate does not saturate anything. With `haproxy.tls` on in the stack (dev-tuned), the
+same again over HTTPS through the VIP (each request a new connection and a full handshake, ECDSA P-256,
+trusting Pebble's root only): the latency HTTPS adds to HTTP, and the HAProxy CPU time it adds per
+request, whose inverse is how many full handshakes a core of that balancer does per second. Writes
+docs/bench/latency-<stack>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import statistics
 import sys
 import time
@@ -24,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 from bench.runs import OUT, quiet  # noqa: E402
 from drills import stack  # noqa: E402
 from drills.load import Load  # noqa: E402
+from harness.program import stack_file_config  # noqa: E402
+from lab import acme  # noqa: E402
 from lab.lab import Lab  # noqa: E402
+from ops.probe import Https  # noqa: E402
 
 CPU_TICKS = "for p in $(pgrep -x haproxy); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
 
@@ -47,10 +55,26 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"p50_ms": round(cuts[49] * 1000, 3), "p99_ms": round(cuts[98] * 1000, 3)}
 
 
-def measure(host: str, port: int, rate: int, seconds: float) -> dict:
-    recording = Load(host, rate, seconds, timeout=1.0, port=port).start().join()
+def measure(host: str, port: int, rate: int, seconds: float, https: Https | None = None) -> dict:
+    recording = Load(host, rate, seconds, timeout=1.0, port=port, https=https).start().join()
     ok = [s.latency for s in recording.samples if s.ok]
     return {"requests": len(recording.samples), "failed": len(recording.samples) - len(ok), **percentiles(ok)}
+
+
+def https_figures(lab: Lab, tls: dict, rate: int, seconds: float, http: dict, http_cpu: dict) -> dict:
+    """The same load over HTTPS through the VIP: what it adds to plain HTTP's latency and HAProxy CPU."""
+    pebble = acme.lab_pebble(lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
+    https = Https(tls["names"][0], ssl.create_default_context(cadata=pebble.issuing_roots()))
+    before = haproxy_cpu_seconds(lab, lab.master.name)
+    via_vip = measure(str(lab.vip.ip), tls.get("port", 443), rate, seconds, https=https)
+    cpu = spent(before, haproxy_cpu_seconds(lab, lab.master.name), 10_000 / via_vip["requests"])
+    per_handshake_s = (cpu["total"] - http_cpu["total"]) / 10_000
+    return {
+        "via_vip_https": via_vip,
+        "added_by_https_ms": {k: round(via_vip[k] - http[k], 3) for k in ("p50_ms", "p99_ms")},
+        "haproxy_cpu_s_per_10k_https_requests": cpu,
+        "full_handshakes_per_cpu_second": round(1 / per_handshake_s) if per_handshake_s > 0 else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "haproxy_cpu_s_idle_same_window_per_10k": spent(idle_before, idle_after, per_10k),
         "command": f"bench/latency --stack {args.stack} --rate {args.rate} --seconds {args.seconds:g}",
     }
+    tls = stack_file_config(args.stack)["pihalb:cluster"]["haproxy"].get("tls")
+    if tls:
+        result |= https_figures(lab, tls, args.rate, args.seconds, via_vip, result["haproxy_cpu_s_per_10k_requests"])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"latency-{args.stack}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from drills.observe import keepalived_state
 from lab.lab import Lab
-from ops.probe import Probe, Sample, get, time_to_recovery
+from ops.probe import Https, Probe, Sample, get, time_to_recovery
 
 STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
 
@@ -63,19 +63,34 @@ class Load:
     """
 
     def __init__(
-        self, host: str, rate: int, seconds: float, timeout: float = 1.0, lab: Lab | None = None, port: int = 80
+        self,
+        host: str,
+        rate: int,
+        seconds: float,
+        timeout: float = 1.0,
+        lab: Lab | None = None,
+        port: int = 80,
+        https: Https | None = None,
     ):
         self.host, self.port, self.rate, self.timeout, self.lab = host, port, rate, timeout, lab
         self.recording = Recording(seconds)
         self.requests = Probe(
-            lambda: get(host, port, timeout=timeout), rate, seconds, timeout, samples=self.recording.samples
+            lambda: get(host, port, timeout=timeout, https=https),
+            rate,
+            seconds,
+            timeout,
+            samples=self.recording.samples,
         )
         self._watcher: threading.Thread | None = None
 
     @classmethod
-    def through_vip(cls, lab: Lab, rate: int, seconds: float, timeout: float = 1.0) -> Load:
-        """Load on the site through the lab's VIP, probing the VIP holder and keepalived meanwhile."""
-        return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=lab.frontend_port)
+    def through_vip(
+        cls, lab: Lab, rate: int, seconds: float, timeout: float = 1.0, https: Https | None = None, port: int = 0
+    ) -> Load:
+        """Load on the site through the lab's VIP (HTTPS with `https`, on `port`), probing the VIP holder and
+        keepalived meanwhile."""
+        port = port or lab.frontend_port
+        return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=port, https=https)
 
     @property
     def t0(self) -> float:

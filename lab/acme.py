@@ -7,7 +7,7 @@ bridge's gateway address, validating HTTP-01 through the VIP.
 - The names resolve to the VIP for Pebble only: Pebble asks Debian's `pebble-challtestsrv` (shipped in the
   same package), which answers every A query with the VIP and no AAAA (Pebble asks AAAA first), on
   loopback, as an unprivileged process.
-- Short-lived certificates (`certificateValidityPeriod`), so a renewal can be awaited in a test; no
+- Short-lived certificates (`certificateValidityPeriod`, VALIDITY_S), renewed by a test on demand; no
   authorization reuse, no random sleeps, no rejected nonces (tls-notes: what Pebble does otherwise).
 - Pebble's issuing root is new at every start: the balancers fetch it from the management port
   (`rootsUrl`, https://<gateway>:15000/roots/0), trusted for the renewal only.
@@ -24,8 +24,10 @@ import ipaddress
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,10 @@ ACME_PORT = 14000
 MANAGEMENT_PORT = 15000
 DNS_PORT = 18053  # pebble-challtestsrv's DNS, on loopback: only Pebble asks it
 DNS_MANAGEMENT_PORT = 18055
-VALIDITY_S = 900  # 15 minutes: a third left after 10, a sixth after 12.5
+# 2 hours: longer than a whole run of the suite, so no renewal falls due by itself in it (the tests force
+# theirs, `pihalb-tls renew --now`), and short enough that the keeper's timer (every 10 minutes) renews a
+# lab left running (at 40 minutes left on the VIP holder); `ops status` degrades at 20 minutes left.
+VALIDITY_S = 7200
 PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0", "PEBBLE_WFE_NONCEREJECT": "0"}
 
 
@@ -78,6 +83,12 @@ class Pebble:
         """The lab CA that signed Pebble's listener: the stack's caBundle (made if missing)."""
         self._ensure_listener_certificate()
         return self.ca_file.read_text()
+
+    def issuing_roots(self) -> str:
+        """The root Pebble issues under now (new at each start), fetched as the balancers do (`rootsUrl`)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        with urllib.request.urlopen(self.roots_url, context=context, timeout=10) as reply:
+            return reply.read().decode()
 
     # ---- configuration --------------------------------------------------------------------------------
 
@@ -266,10 +277,25 @@ def tls_layer(values: dict, directory: Path, gateway: str, vip: str, http_port: 
     """A profile whose `haproxy.tls` orders from the lab's Pebble (its directoryUrl on the gateway): Pebble
     running, its CA as the stack's caBundle, and the lab's TLS keys as secrets, as a user would set them.
     Any other profile is left as it is (TLS secrets for a stack without TLS are refused as unused)."""
-    tls = values.get("pihalb:cluster", {}).get("haproxy", {}).get("tls")
-    pebble = Pebble(directory / "pebble", gateway, vip, http_port=http_port)
-    if not tls or tls.get("certificate", {}).get("directoryUrl") != pebble.directory_url:
+    secrets = lab_tls_secrets(values, directory, gateway, vip, http_port)
+    if not secrets:
         return
+    pebble = lab_pebble(directory, gateway, vip, http_port)
     pebble.start()
-    tls["certificate"]["caBundle"] = pebble.ca_bundle()
-    values.update({f"pihalb:{key}": pem for key, pem in ensure_tls_keys(directory / "tls").items()})
+    values["pihalb:cluster"]["haproxy"]["tls"]["certificate"]["caBundle"] = pebble.ca_bundle()
+    values.update(secrets)
+
+
+def lab_tls_secrets(values: dict, directory: Path, gateway: str, vip: str, http_port: int) -> dict[str, str]:
+    """The lab's TLS keys as the secrets a user sets (`pihalb:<key>`), for a profile that orders from the
+    lab's Pebble; none otherwise. `python -m ops` reads them too (no Pulumi CLI in the lab)."""
+    tls = values.get("pihalb:cluster", {}).get("haproxy", {}).get("tls")
+    pebble = lab_pebble(directory, gateway, vip, http_port)
+    if not tls or tls.get("certificate", {}).get("directoryUrl") != pebble.directory_url:
+        return {}
+    return {f"pihalb:{key}": pem for key, pem in ensure_tls_keys(directory / "tls").items()}
+
+
+def lab_pebble(directory: Path, gateway: str, vip: str, http_port: int) -> Pebble:
+    """The lab's one Pebble, in `directory` (the lab state's `acme/`), on the bridge's gateway."""
+    return Pebble(directory / "pebble", gateway, vip, http_port=http_port)

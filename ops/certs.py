@@ -19,8 +19,11 @@ from components.tls_secrets import dns_names
 
 # Fewer days left is degraded. The keeper renews at a third of the lifetime on the VIP holder and a sixth
 # on the other balancer (30 and 15 days of a 90-day certificate), so 14 means both have failed for weeks,
-# and leaves a provided certificate two weeks to be replaced.
+# and leaves a provided certificate two weeks to be replaced. A short-lived certificate (Let's Encrypt's
+# 6-day ones, the lab's Pebble) is degraded from a sixth of its lifetime left instead: by then both
+# balancers' renewals have failed, and 14 days would flag it from the day it was issued.
 CERT_MIN_DAYS_LEFT = 14
+CERT_MIN_LIFETIME_LEFT = 1 / 6
 _BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
 
 
@@ -30,6 +33,8 @@ class Certificate:
     issuer: str  # its CN, else its O
     not_after: str  # ISO 8601, UTC
     days_left: int  # whole days until not_after (negative: expired)
+    seconds_left: float  # until not_after
+    lifetime_s: float  # not_before to not_after
     sha256: str  # the leaf's fingerprint, hex: equal when both balancers serve one certificate
 
 
@@ -47,11 +52,14 @@ def read_leaf(pem: str) -> Certificate | None:
     except ValueError:
         return None
     not_after = cert.not_valid_after_utc
+    left = not_after - datetime.datetime.now(datetime.UTC)
     return Certificate(
         names=dns_names(cert),
         issuer=_issuer(cert.issuer),
         not_after=not_after.isoformat(),
-        days_left=(not_after - datetime.datetime.now(datetime.UTC)).days,
+        days_left=left.days,
+        seconds_left=left.total_seconds(),
+        lifetime_s=(not_after - cert.not_valid_before_utc).total_seconds(),
         sha256=cert.fingerprint(hashes.SHA256()).hex(),
     )
 
@@ -70,3 +78,8 @@ def describe(cert: Certificate) -> str:
         f"{' '.join(cert.names) or '(no DNS names)'}, issuer {cert.issuer}, {cert.days_left} days left "
         f"(until {cert.not_after[:10]}), sha256 {cert.sha256[:16]}"
     )
+
+
+def renewal_overdue(cert: Certificate) -> bool:
+    """Less left than CERT_MIN_DAYS_LEFT days, or than CERT_MIN_LIFETIME_LEFT of its lifetime if shorter."""
+    return cert.seconds_left < min(CERT_MIN_DAYS_LEFT * 86_400, cert.lifetime_s * CERT_MIN_LIFETIME_LEFT)

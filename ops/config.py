@@ -85,6 +85,7 @@ def lab_layer(stack: str) -> Layer:
 
     Only for a stack whose hosts are the lab's (dev, dev-tuned): the lab's keys are no use elsewhere.
     """
+    from lab import acme
     from lab.lab import Lab
     from lab.output import LabError
     from lab.stack import lab_layer as layer_of
@@ -99,7 +100,10 @@ def lab_layer(stack: str) -> Layer:
                 "Pulumi CLI (host keys and secrets come from `pulumi config --show-secrets`)"
             )
         # The lab's secrets, as `lab config-set` and the lab engine give them to Pulumi: as secrets.
-        return held_as_secrets(layer_of(lab))
+        tls = acme.lab_tls_secrets(
+            stack_file_config(stack), lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port
+        )
+        return held_as_secrets(layer_of(lab) | tls)
     except LabError as error:
         raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +32,32 @@ class Reply:
         return self.status == 200 and self.server is not None
 
 
-def get(host: str, port: int = 80, path: str = "/", timeout: float = 2.0, headers: dict | None = None) -> Reply:
-    """One HTTP request; failures are returned, not raised, so load and fault tests can count them."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+@dataclass(frozen=True)
+class Https:
+    """HTTPS under a site name: SNI and the certificate check use `name`, the connection goes to the given
+    host (the VIP, or one balancer). `context` holds the trusted roots; a new handshake per request."""
+
+    name: str
+    context: ssl.SSLContext
+
+    def connection(self, host: str, port: int, timeout: float) -> http.client.HTTPSConnection:
+        conn = http.client.HTTPSConnection(self.name, port, timeout=timeout, context=self.context)
+        conn._create_connection = lambda address, *args, **kwargs: socket.create_connection(  # type: ignore[attr-defined]
+            (host, address[1]), *args, **kwargs
+        )
+        return conn
+
+
+def get(
+    host: str,
+    port: int = 80,
+    path: str = "/",
+    timeout: float = 2.0,
+    headers: dict | None = None,
+    https: Https | None = None,
+) -> Reply:
+    """One HTTP(S) request; failures are returned, not raised, so load and fault tests can count them."""
+    conn = https.connection(host, port, timeout) if https else http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()

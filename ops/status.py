@@ -4,8 +4,8 @@
   balancer (the intended MASTER, when preemption is on) whose HAProxy runs.
 1 degraded: still serving, but something is down or out: a server (host, container, or not UP on a
   balancer), one balancer (host, Docker, keepalived, HAProxy), a handover left set, the VIP on the BACKUP;
-  with TLS on, a balancer's certificate missing or with fewer than CERT_MIN_DAYS_LEFT days left, or the
-  two balancers serving different certificates.
+  with TLS on, a balancer's certificate missing or with fewer than CERT_MIN_DAYS_LEFT days left (a sixth
+  of its lifetime, if less: ops/certs.py), or the two balancers serving different certificates.
 2 outage or split brain: the VIP held by no balancer, by both, or by one whose HAProxy is not running,
   or no server UP behind the VIP holder.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from components import names
 from components.cluster import vip_held
 from components.settings import Settings
-from ops.certs import CERT_MIN_DAYS_LEFT, describe
+from ops.certs import CERT_MIN_DAYS_LEFT, describe, renewal_overdue
 from ops.hosts import HostFacts
 
 HEALTHY, DEGRADED, OUTAGE = 0, 1, 2
@@ -90,10 +90,10 @@ def certificate_problems(settings: Settings, facts: dict[str, HostFacts]) -> lis
         served[name] = cert
         if cert.days_left < 0:
             problems.append(f"{name}: certificate expired on {cert.not_after}")
-        elif cert.days_left < CERT_MIN_DAYS_LEFT:
+        elif renewal_overdue(cert):
             problems.append(
-                f"{name}: certificate expires in {cert.days_left} days (fewer than {CERT_MIN_DAYS_LEFT}: "
-                "is the renewal failing?)"
+                f"{name}: certificate expires in {cert.days_left} days (fewer than {CERT_MIN_DAYS_LEFT}, or less "
+                f"than a sixth of its lifetime: is the renewal failing?)"
             )
     if len({cert.sha256 for cert in served.values()}) > 1:
         differ = ", ".join(f"{name} sha256 {cert.sha256[:16]} until {cert.not_after}" for name, cert in served.items())

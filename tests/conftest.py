@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from components.settings import CONFIG_NAMESPACE, load
 from harness import program as harness
+from lab import acme as lab_acme
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
@@ -44,12 +46,21 @@ def host_key(name: str) -> str:
 def user_layer(file_config: dict, private_key: str) -> dict:
     """What README tells a user to set before `pulumi up`: pinned host keys and the three secrets."""
     hosts = file_config["pihalb:cluster"]["hosts"]
+    acme = file_config["pihalb:cluster"].get("haproxy", {}).get("tls", {}).get("certificate", {}).get("kind") == "acme"
     return {
         "pihalb:hostKeys": {h["name"]: host_key(h["name"]) for h in hosts},
         "pihalb:sshPrivateKey": private_key,
         "pihalb:vrrpPassword": VRRP_PASSWORD,
         "pihalb:statsPassword": STATS_PASSWORD,
+        **(acme_secrets() if acme else {}),
     }
+
+
+@functools.cache
+def acme_secrets() -> dict[str, str]:
+    """The ACME account key and the certificate's key of an acme stack (`python -m ops.tls_keys` makes them
+    for a user), made once per session."""
+    return {f"pihalb:{key}": pem for key, pem in lab_acme.ensure_tls_keys(Path(tempfile.mkdtemp())).items()}
 
 
 @pytest.fixture
@@ -87,7 +98,14 @@ def run_stack(stack_config):
 # In this order: the paper's profile (its experiments, then the ops verbs on it), the switch to the tuned
 # profile under load and what it must survive, the change classes on it, and `destroy` last. Every other test
 # runs before them: the cheap checks first.
-LAB_MODULES = ("test_lab.py", "test_lab_ops.py", "test_lab_tuned.py", "test_lab_changes.py", "test_lab_teardown.py")
+LAB_MODULES = (
+    "test_lab.py",
+    "test_lab_ops.py",
+    "test_lab_tuned.py",
+    "test_lab_tls.py",
+    "test_lab_changes.py",
+    "test_lab_teardown.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

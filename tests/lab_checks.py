@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from components import names
 from drills import stack
@@ -58,6 +59,14 @@ def said(result: subprocess.CompletedProcess) -> str:
 
 def status_code(stack_name: str = "dev") -> int:
     return ops("status", "--stack", stack_name).returncode
+
+
+def wait_healthy(stack_name: str, timeout: float) -> None:
+    """`ops status` healthy (exit 0) within `timeout`, or fail with what it said last."""
+    deadline = time.monotonic() + timeout
+    while (result := ops("status", "--stack", stack_name)).returncode != 0:
+        assert time.monotonic() < deadline, f"ops status not healthy after {timeout:.0f} s: {said(result)}"
+        time.sleep(2)
 
 
 def lab_status() -> subprocess.CompletedProcess:

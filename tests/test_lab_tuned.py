@@ -17,7 +17,8 @@ from drills import faults, power, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, wait_until
 from lab.lab import Lab
-from tests.lab_checks import FAILOVER_S, RATE, lab_status, ops, said, status_code
+from tests.lab_checks import FAILOVER_S, RATE, lab_status, ops, said, status_code, wait_healthy
+from tests.tls_checks import obtain_on_both
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
@@ -25,28 +26,53 @@ pytestmark = pytest.mark.lab
 BOOT_TIMEOUT_S = 240  # five hosts booting on two shared cores, then Docker, HAProxy and keepalived
 
 
+def without_tls(config: dict) -> None:
+    stack.apply_values(config, {"haproxy.tls": None})
+
+
 @pytest.fixture(scope="module")
-def tuned(deployed, lab: Lab) -> tuple[float, Recording]:
-    """The tuned profile (Pulumi.dev-tuned.yaml) applied over the paper's, under load (a rolling change must
-    cost no request): configs, scripts and the watcher, no container or image replaced; a new VRRP version
-    and advert interval. When it started, and the load."""
+def switched(deployed, lab: Lab) -> tuple[float, Recording]:
+    """The tuned profile's timers (Pulumi.dev-tuned.yaml, its HTTPS aside) applied over the paper's, under load
+    (a rolling change must cost no request): configs, scripts and the watcher, no container or image
+    replaced; a new VRRP version and advert interval. When it started, and the load."""
     since = time.time()
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
-        applied = stack.apply(lab, profile="dev-tuned", log=lambda line: None)
+        applied = stack.apply(lab, without_tls, profile="dev-tuned", log=lambda line: None)
     finally:
         recording = load.finish(tail=3)
     kinds = applied.plan.changes_besides_bring_back()
     assert set(kinds.values()) <= {"update", "create"}, kinds
     assert not [n for n in kinds if n.endswith(("-container", "-image"))], kinds
     stack.wait_serving(lab)
-    wait_until("ops status healthy", lambda: status_code("dev-tuned") == 0, 60, interval=2)
     return since, recording
 
 
-def test_the_switch_to_the_tuned_profile_keeps_the_vip_on_the_master(tuned, lab):
+@pytest.fixture(scope="module")
+def tuned(switched, lab: Lab) -> Recording:
+    """Then HTTPS, as dev-tuned ships it, under load: the TLS port is published, so both balancers' HAProxy
+    containers roll (the BACKUP first, the MASTER after handing the VIP over); then the certificate from the
+    lab's Pebble on both, as their timers would get it within minutes. The load of that apply."""
+    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    try:
+        applied = stack.apply(lab, profile="dev-tuned", log=lambda line: None)
+    finally:
+        recording = load.finish(tail=3)
+    replaced = {n for n, kind in applied.plan.changes_besides_bring_back().items() if kind == "replace"}
+    assert replaced == {f"{b.name}-haproxy-container" for b in lab.balancers}, replaced
+    stack.wait_serving(lab)
+    obtain_on_both(lab)
+    wait_healthy("dev-tuned", 60)
+    return recording
+
+
+def test_turning_https_on_rolls_the_balancers_without_a_lost_request(tuned):
+    assert_no_request_failed(tuned, vip_moves=True)
+
+
+def test_the_switch_to_the_tuned_profile_keeps_the_vip_on_the_master(switched, lab):
     """The BACKUP's keepalived waits stopped while the MASTER reloads (VRRPv2 and v3 do not hear each other)."""
-    since, recording = tuned
+    since, recording = switched
     assert_no_request_failed(recording)
     assert_the_master_kept_the_vip(lab, recording, since)
 

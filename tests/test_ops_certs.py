@@ -76,6 +76,18 @@ def test_fewer_than_14_days_left_is_degraded_naming_the_balancer_and_the_days(tl
     assert "different certificates" not in out
 
 
+def test_a_short_lived_certificate_is_degraded_only_past_a_sixth_of_its_lifetime(tls_settings, capsys):
+    """A 6-day certificate (Let's Encrypt's short-lived profile) with 2 days left is healthy; with 0.9 day is not."""
+    for hours_left, code in ((48, 0), (21, 1)):
+        end = datetime.datetime.now(datetime.UTC) + hours_left * HOUR
+        pem = pem_cert(
+            issue(ec_key(), issuer_key=ec_key(), issuer_name="test CA", not_before=end - 6 * DAY, not_after=end)
+        )
+        got, out = status(tls_settings, capsys, lb1=pem, lb2=pem)
+        assert got == code, out
+        assert ("lb1: certificate expires in" in out) == (code == 1), out
+
+
 def test_an_expired_certificate_is_degraded(tls_settings, capsys):
     pem = leaf(-2)
     code, out = status(tls_settings, capsys, lb1=pem, lb2=pem)

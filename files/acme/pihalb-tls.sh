@@ -7,8 +7,9 @@
 #            verified to a trusted root), writes HAProxy's PEM (chain then key) atomically, then puts it
 #            live through the runtime API (hitless);
 #   sync     HAProxy serves the PEM's certificate (after a commit that failed, or a restart that raced);
-#   renew    the timer's run: sync, adopt a newer certificate the peer serves, and obtain a new one when
-#            due (a third of the lifetime left on the VIP holder, a sixth on the other balancer).
+#   renew [--now]  the timer's run: sync, adopt a newer certificate the peer serves, and obtain a new one
+#            when due (a third of the lifetime left on the VIP holder, a sixth on the other balancer);
+#            `--now` obtains one whatever is left (an operator's renewal, the lab tests').
 # Settings (nothing secret) come from $PIHALB_TLS_ENV (default /etc/pihalb/tls/tls.env), written by the
 # program. The keys stay in root's 0600 files: they reach HAProxy only in its PEM (0640, HAProxy's group)
 # and through `docker exec`'s stdin, never on a command line, never in the output.
@@ -114,6 +115,22 @@ runtime() {
 
 haproxy_up() { echo "show info" | runtime 2>/dev/null | grep -q '^Name: HAProxy'; }
 
+# loads_pem: the running HAProxy's config has the PEM (not yet, when TLS was just turned on: the config
+# step that follows reloads it with the file in place).
+loads_pem() { echo "show ssl cert" | runtime 2>/dev/null | grep -qxF -e "$HAPROXY_CERT" -e "*$HAPROXY_CERT"; }
+
+# live: HAProxy runs and serves from the PEM, so a new one can be committed at run time.
+live() {
+    if ! haproxy_up; then
+        log "HAProxy is not running: it loads $CERT_FILE when it starts"
+        return 1
+    fi
+    if ! loads_pem; then
+        log "HAProxy's running config does not load $HAPROXY_CERT yet: its next reload does"
+        return 1
+    fi
+}
+
 # served_serial: the serial of the certificate HAProxy serves from its PEM, empty if it cannot say.
 served_serial() {
     echo "show ssl cert $HAPROXY_CERT" | runtime 2>/dev/null | sed -n 's/^Serial: 0*//p' | head -n 1
@@ -165,12 +182,12 @@ install_chain() {
     acceptable "$@" || return 1
     write_pem "$1"
     log "installed serial $(serial "$CERT_FILE"), valid until $(openssl x509 -in "$CERT_FILE" -noout -enddate | cut -d= -f2)"
-    if haproxy_up; then commit_live; else log "HAProxy is not running: it loads the new PEM when it starts"; fi
+    if live; then commit_live; fi
 }
 
 # sync: HAProxy serves what the PEM holds.
 sync_live() {
-    [ -s "$CERT_FILE" ] && haproxy_up || return 0
+    [ -s "$CERT_FILE" ] && live 2>/dev/null || return 0
     if [ "$(served_serial)" != "$(serial "$CERT_FILE")" ]; then
         log "HAProxy serves another certificate than $CERT_FILE: committing the file's"
         commit_live
@@ -245,7 +262,10 @@ renew() {
     else
         role="not the VIP holder" fraction=6
     fi
-    if due "$CERT_FILE" "$fraction"; then
+    if [ "${1:-}" = --now ]; then
+        log "renewing ($role; asked to renew now)"
+        obtain
+    elif due "$CERT_FILE" "$fraction"; then
         log "renewing ($role; less than 1/$fraction of the lifetime left, or not yet issued)"
         obtain
     else
@@ -260,9 +280,9 @@ case ${1:-} in
     first) first_certificate ;;
     install) install_chain "$2" "${3:-}" ;;
     sync) sync_live ;;
-    renew) renew ;;
+    renew) renew "${2:-}" ;;
     *)
-        echo "usage: pihalb-tls first|install CHAIN [trusted]|sync|renew" >&2
+        echo "usage: pihalb-tls first|install CHAIN [trusted]|sync|renew [--now]" >&2
         exit 2
         ;;
 esac
