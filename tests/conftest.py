@@ -56,6 +56,13 @@ def user_layer(file_config: dict, private_key: str) -> dict:
     }
 
 
+def without_tls(config: dict) -> None:
+    """A stack's config with its `haproxy.tls` block and the TLS secrets taken out (dev-tuned's HTTPS aside)."""
+    config["pihalb:cluster"].get("haproxy", {}).pop("tls", None)
+    for key in ("pihalb:acmeAccountKey", "pihalb:tlsPrivateKey", "pihalb:tlsCertificate"):
+        config.pop(key, None)
+
+
 @functools.cache
 def acme_secrets() -> dict[str, str]:
     """The ACME account key and the certificate's key of an acme stack (`python -m ops.tls_keys` makes them

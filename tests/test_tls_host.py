@@ -14,6 +14,7 @@ from components import names, tls, tls_host
 from components.remote import RUN_SCRIPT_FROM_STDIN
 
 from .artifact_tools import script_of, tool
+from .conftest import without_tls
 from .test_tls import chain as chain  # noqa: F401 (the fixture)
 from .test_tls import ec_key, pem_key, rsa_key
 
@@ -146,8 +147,9 @@ def _b64_var(script: str, name: str) -> str:
 
 @pytest.mark.parametrize("stack", ["dev", "dev-tuned", "pi", "pi-tuned"])
 def test_without_tls_a_stack_declares_no_tls_step_port_or_file(run_stack, stack):
-    """TLS is off in every shipped stack: no TLS step, no TLS port published, no certificate in any script."""
-    program = run_stack(stack)
+    """Without `haproxy.tls` (off in every shipped stack but dev-tuned, the lab's HTTPS, taken out here): no TLS
+    step, no TLS port published, no certificate in any script."""
+    program = run_stack(stack, without_tls)
     assert not [r.name for r in program.resources if "-tls" in r.name]
     for lb in balancers(program):
         container = program.named(f"{lb}-haproxy-container")
