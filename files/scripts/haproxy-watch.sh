@@ -75,4 +75,15 @@ if [ "$changed" = yes ]; then
     sudo -n systemctl restart "$UNIT"
 fi
 ensure_running "$UNIT"
+# keepalived reads the track file when it (re)loads, and a missing file counts as 0: FAULT with weight 0.
+# keepalived's step comes after this one, so this one ends once the watcher has written the file.
+tenths=0
+until [ -s "$TRACK_FILE" ]; do
+    if [ "$tenths" -ge 300 ]; then
+        echo "$UNIT wrote no $TRACK_FILE in 30 s" >&2
+        exit 1
+    fi
+    sleep 0.1
+    tenths=$((tenths + 1))
+done
 report_changed
