@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 import statistics
 import sys
 import time
@@ -27,10 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.runs import OUT, quiet  # noqa: E402
-from drills import stack  # noqa: E402
+from drills import https, stack  # noqa: E402
+from drills.https import Site  # noqa: E402
 from drills.load import Load  # noqa: E402
-from harness.program import stack_file_config  # noqa: E402
-from lab import acme  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from ops.probe import Https  # noqa: E402
 
@@ -61,12 +59,10 @@ def measure(host: str, port: int, rate: int, seconds: float, https: Https | None
     return {"requests": len(recording.samples), "failed": len(recording.samples) - len(ok), **percentiles(ok)}
 
 
-def https_figures(lab: Lab, tls: dict, rate: int, seconds: float, http: dict, http_cpu: dict) -> dict:
+def https_figures(lab: Lab, site: Site, rate: int, seconds: float, http: dict, http_cpu: dict) -> dict:
     """The same load over HTTPS through the VIP: what it adds to plain HTTP's latency and HAProxy CPU."""
-    pebble = acme.lab_pebble(lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
-    https = Https(tls["names"][0], ssl.create_default_context(cadata=pebble.issuing_roots()))
     before = haproxy_cpu_seconds(lab, lab.master.name)
-    via_vip = measure(str(lab.vip.ip), tls.get("port", 443), rate, seconds, https=https)
+    via_vip = measure(str(lab.vip.ip), site.port, rate, seconds, https=site.https)
     cpu = spent(before, haproxy_cpu_seconds(lab, lab.master.name), 10_000 / via_vip["requests"])
     per_handshake_s = (cpu["total"] - http_cpu["total"]) / 10_000
     return {
@@ -107,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         "haproxy_cpu_s_idle_same_window_per_10k": spent(idle_before, idle_after, per_10k),
         "command": f"bench/latency --stack {args.stack} --rate {args.rate} --seconds {args.seconds:g}",
     }
-    tls = stack_file_config(args.stack)["pihalb:cluster"]["haproxy"].get("tls")
-    if tls:
-        result |= https_figures(lab, tls, args.rate, args.seconds, via_vip, result["haproxy_cpu_s_per_10k_requests"])
+    site = https.site(lab, args.stack)
+    if site:
+        result |= https_figures(lab, site, args.rate, args.seconds, via_vip, result["haproxy_cpu_s_per_10k_requests"])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"latency-{args.stack}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
