@@ -27,7 +27,7 @@ from bench import takeover  # noqa: E402
 from bench.changes import CHANGE_SCENARIOS, CHANGE_WINDOW_S, CHANGES, TAIL_S  # noqa: E402
 from bench.report import plot, write_table  # noqa: E402
 from bench.runs import FAULT_AT_S, OUT, RATE, TIMEOUT_S, Run, Scenario, quiet, run_stack  # noqa: E402
-from drills import faults, stack  # noqa: E402
+from drills import faults, https, stack  # noqa: E402
 from drills.load import Load, Recording  # noqa: E402
 from drills.observe import get_vip  # noqa: E402
 from lab.lab import Lab  # noqa: E402
@@ -177,10 +177,14 @@ def healthy(lab: Lab) -> None:
     stack.wait_serving(lab)
 
 
-def one_run(lab: Lab, profile: str, scenario: Scenario, number: int) -> Run:
+def one_run(lab: Lab, profile: str, scenario: Scenario, number: int, site: https.Site | None = None) -> Run:
+    """One run of `scenario` under the load; over HTTPS to `site` (a full handshake per request) if given."""
     healthy(lab)
     window = CHANGE_WINDOW_S if scenario.change else scenario.window_s
-    load = Load.through_vip(lab, RATE, window, timeout=scenario.timeout_s).start()
+    if site:
+        load = site.load(lab, RATE, window, timeout=scenario.timeout_s).start()
+    else:
+        load = Load.through_vip(lab, RATE, window, timeout=scenario.timeout_s).start()
     run = Run(profile, scenario.name, number, FAULT_AT_S, load.recording)
     time.sleep(max(0.0, FAULT_AT_S - load.elapsed()))
     if scenario.change:
@@ -234,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument(
+        "--https",
+        action="store_true",
+        help="the load over HTTPS (profiles with haproxy.tls only); rows and files as <profile>-https",
+    )
+    parser.add_argument(
         "--takeover-runs", type=int, default=10, help="per profile: takeovers timed stage by stage (bench/takeover)"
     )
     args = parser.parse_args(argv)
@@ -251,12 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: deploying {profile} ({name})", flush=True)
         CHANGES.reset()
         stack.apply(lab, alter, log=quiet, profile=name, files=CHANGES.files)
-        if args.takeover_runs and alter is None:  # the stack as shipped: its takeover, stage by stage
+        site = None
+        if args.https:
+            site = https.site(lab, name)
+            if site is None:
+                print(f"bench: {profile} has no haproxy.tls: skipped", flush=True)
+                continue
+            https.certificates_on_both(lab)  # where the timers get within minutes of a deployment
+            profile = f"{profile}-https"
+        elif args.takeover_runs and alter is None:  # the stack as shipped: its takeover, stage by stage
             takeover.measure(lab, name, args.takeover_runs)
         for scenario in scenarios:
             summaries = [s for s in summaries if not (s["profile"] == profile and s["scenario"] == scenario.name)]
             for number in range(1, args.runs + 1):
-                run = one_run(lab, profile, scenario, number)
+                run = one_run(lab, profile, scenario, number, site)
                 summary = run.summary()
                 summaries.append(summary)
                 stem = OUT / f"{profile}-{scenario.name}-{number}"

@@ -7,17 +7,17 @@ the CPU time of the MASTER's HAProxy processes (utime + stime from /proc, 10 ms 
 per 10,000 requests, beside the same reading over an idle window of the same length (health checks
 alone). On two shared cores a saturation ratio (`wrk`, in bench/failover) measures the lab more than the
 design; a fixed rate does not saturate anything. With `haproxy.tls` on in the stack (dev-tuned), the
-same again over HTTPS through the VIP (each request a new connection and a full handshake, ECDSA P-256,
-trusting Pebble's root only): the latency HTTPS adds to HTTP, and the HAProxy CPU time it adds per
-request, whose inverse is how many full handshakes a core of that balancer does per second. Writes
-docs/bench/latency-<stack>.json.
+same again over HTTPS through the VIP (trusting Pebble's root only, ECDSA P-256), each request a new
+connection with a full handshake, then each resuming the previous one's session: the latency HTTPS adds
+to HTTP, and the HAProxy CPU time it adds per request, whose inverse is how many such handshakes a core
+of that balancer does per second. Writes docs/bench/latency-<stack>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import ssl
+import socket
 import statistics
 import sys
 import time
@@ -27,12 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.runs import OUT, quiet  # noqa: E402
-from drills import stack  # noqa: E402
+from drills import https, stack  # noqa: E402
+from drills.https import Site  # noqa: E402
 from drills.load import Load  # noqa: E402
-from harness.program import stack_file_config  # noqa: E402
-from lab import acme  # noqa: E402
 from lab.lab import Lab  # noqa: E402
-from ops.probe import Https  # noqa: E402
+from ops.probe import PAGE, Https  # noqa: E402
 
 CPU_TICKS = "for p in $(pgrep -x haproxy); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
 
@@ -61,20 +60,48 @@ def measure(host: str, port: int, rate: int, seconds: float, https: Https | None
     return {"requests": len(recording.samples), "failed": len(recording.samples) - len(ok), **percentiles(ok)}
 
 
-def https_figures(lab: Lab, tls: dict, rate: int, seconds: float, http: dict, http_cpu: dict) -> dict:
-    """The same load over HTTPS through the VIP: what it adds to plain HTTP's latency and HAProxy CPU."""
-    pebble = acme.lab_pebble(lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
-    https = Https(tls["names"][0], ssl.create_default_context(cadata=pebble.issuing_roots()))
-    before = haproxy_cpu_seconds(lab, lab.master.name)
-    via_vip = measure(str(lab.vip.ip), tls.get("port", 443), rate, seconds, https=https)
-    cpu = spent(before, haproxy_cpu_seconds(lab, lab.master.name), 10_000 / via_vip["requests"])
-    per_handshake_s = (cpu["total"] - http_cpu["total"]) / 10_000
-    return {
-        "via_vip_https": via_vip,
-        "added_by_https_ms": {k: round(via_vip[k] - http[k], 3) for k in ("p50_ms", "p99_ms")},
-        "haproxy_cpu_s_per_10k_https_requests": cpu,
-        "full_handshakes_per_cpu_second": round(1 / per_handshake_s) if per_handshake_s > 0 else None,
-    }
+def https_figures(lab: Lab, site: Site, rate: int, seconds: float, http: dict, http_cpu: dict) -> dict:
+    """The same load over HTTPS through the VIP, each request with a full handshake, then each resuming
+    the previous one's session: what they add to plain HTTP's latency and to HAProxy's CPU."""
+    figures = {}
+    for kind, run in (("full", lambda: measure(str(lab.vip.ip), site.port, rate, seconds, https=site.https)),
+                      ("resumed", lambda: resumed(str(lab.vip.ip), site, rate, seconds))):  # fmt: skip
+        before = haproxy_cpu_seconds(lab, lab.master.name)
+        via_vip = run()
+        cpu = spent(before, haproxy_cpu_seconds(lab, lab.master.name), 10_000 / via_vip["requests"])
+        per_handshake_s = (cpu["total"] - http_cpu["total"]) / 10_000
+        figures[f"via_vip_https_{kind}"] = via_vip
+        figures[f"added_by_https_{kind}_ms"] = {k: round(via_vip[k] - http[k], 3) for k in ("p50_ms", "p99_ms")}
+        figures[f"haproxy_cpu_s_per_10k_https_{kind}"] = cpu
+        figures[f"{kind}_handshakes_per_cpu_second"] = round(1 / per_handshake_s) if per_handshake_s > 0 else None
+    return figures
+
+
+def resumed(host: str, site: Site, rate: int, seconds: float) -> dict:
+    """`rate` requests/s for `seconds`, one after the other, each on a new connection that resumes the last
+    one's TLS session (a returning browser): latencies as `measure`, and how many did resume."""
+    session, latencies, failed, reused = None, [], 0, 0
+    start = time.monotonic()
+    for number in range(int(rate * seconds)):
+        time.sleep(max(0.0, start + number / rate - time.monotonic()))
+        sent = time.monotonic()
+        try:
+            with (
+                socket.create_connection((host, site.port), timeout=1.0) as raw,
+                site.context.wrap_socket(raw, server_hostname=site.names[0], session=session) as tls,
+            ):
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {site.names[0]}\r\nConnection: close\r\n\r\n".encode())
+                reply = b"".join(iter(lambda: tls.recv(65536), b""))
+                reused += tls.session_reused
+                session = tls.session
+            ok = reply.startswith(b"HTTP/1.1 200") and PAGE.search(reply.decode(errors="replace")) is not None
+        except OSError:
+            ok = False
+        if ok:
+            latencies.append(time.monotonic() - sent)
+        else:
+            failed += 1
+    return {"requests": int(rate * seconds), "failed": failed, "resumed": reused, **percentiles(latencies)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         "haproxy_cpu_s_idle_same_window_per_10k": spent(idle_before, idle_after, per_10k),
         "command": f"bench/latency --stack {args.stack} --rate {args.rate} --seconds {args.seconds:g}",
     }
-    tls = stack_file_config(args.stack)["pihalb:cluster"]["haproxy"].get("tls")
-    if tls:
-        result |= https_figures(lab, tls, args.rate, args.seconds, via_vip, result["haproxy_cpu_s_per_10k_requests"])
+    site = https.site(lab, args.stack)
+    if site:
+        result |= https_figures(lab, site, args.rate, args.seconds, via_vip, result["haproxy_cpu_s_per_10k_requests"])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"latency-{args.stack}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

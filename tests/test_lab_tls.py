@@ -16,21 +16,12 @@ import pytest
 
 from components.tls_secrets import dns_names
 from drills import faults, stack
+from drills.https import KEEPER_TIMEOUT_S, Site, certificates_on_both, keeper, pebble
 from drills.observe import get_vip, wait_until
 from lab.lab import Lab
 from ops.probe import PAGE, get
-from tests.lab_checks import FAILOVER_S
-from tests.tls_checks import (
-    KEEPER_TIMEOUT_S,
-    TLS_PROFILE,
-    Site,
-    issuer,
-    keeper,
-    keeper_in_background,
-    obtain_on_both,
-    pebble,
-    site,
-)
+from tests.lab_checks import FAILOVER_S, RATE
+from tests.tls_checks import TLS_PROFILE, issuer, keeper_in_background, site
 from tests.vrrp_checks import assert_no_request_failed
 
 pytestmark = pytest.mark.lab
@@ -42,7 +33,7 @@ def https_site(deployed, lab: Lab) -> Site:
     (nothing to do when they have one: it is not due, and the peer's is not newer)."""
     stack.apply(lab, profile=TLS_PROFILE, log=lambda line: None)
     stack.wait_serving(lab)
-    obtain_on_both(lab)
+    certificates_on_both(lab)
     return site(lab)
 
 
@@ -99,7 +90,7 @@ def test_prometheus_metrics_count_the_tls_handshakes(https_site, lab):
 
 def test_a_renewal_under_https_load_costs_no_request_and_both_serve_the_new_certificate(https_site, lab):
     before = https_site.served(vip(lab)).serial_number
-    load = https_site.load(lab, 600, rate=100).start()
+    load = https_site.load(lab, 100, 600).start()
     try:
         time.sleep(2)
         keeper(lab, lab.master.name, "renew", "--now")  # committed at run time: no reload
@@ -116,7 +107,7 @@ def test_a_renewal_survives_the_death_of_its_balancers_haproxy(https_site, lab):
     BACKUP, which answers the challenge from the account's thumbprint and serves a valid certificate for
     the names meanwhile; the renewal completes, and the new certificate reaches both."""
     master, backup = lab.master.name, lab.backup.name
-    load = https_site.load(lab, 600).start()
+    load = https_site.load(lab, RATE, 600).start()
     renewal = keeper_in_background(lab, master, "renew", "--now")
     try:
         time.sleep(1)
@@ -142,7 +133,7 @@ def test_a_renewal_survives_the_death_of_its_balancers_haproxy(https_site, lab):
 def test_the_masters_power_cut_under_https_load_leaves_the_backup_serving_the_names(https_site, lab):
     master, backup = lab.master.name, lab.backup.name
     before = https_site.served(vip(lab)).serial_number
-    load = https_site.load(lab, 20).start()
+    load = https_site.load(lab, RATE, 20).start()
     try:
         time.sleep(3)
         lab.cut_power(master)

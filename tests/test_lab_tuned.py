@@ -14,11 +14,11 @@ import time
 import pytest
 
 from drills import faults, power, stack
+from drills.https import certificates_on_both
 from drills.load import Load, Recording
 from drills.observe import get_vip, haproxy_alive_flag, keepalived_state, wait_until
 from lab.lab import Lab
 from tests.lab_checks import FAILOVER_S, RATE, lab_status, ops, said, status_code, wait_healthy
-from tests.tls_checks import obtain_on_both
 from tests.vrrp_checks import assert_no_request_failed, assert_the_master_kept_the_vip
 
 pytestmark = pytest.mark.lab
@@ -61,7 +61,7 @@ def tuned(switched, lab: Lab) -> Recording:
     replaced = {n for n, kind in applied.plan.changes_besides_bring_back().items() if kind == "replace"}
     assert replaced == {f"{b.name}-haproxy-container" for b in lab.balancers}, replaced
     stack.wait_serving(lab)
-    obtain_on_both(lab)
+    certificates_on_both(lab)
     wait_healthy("dev-tuned", 60)
     return recording
 
