@@ -89,10 +89,12 @@ class HaproxyBalancer(pulumi.ComponentResource):
         # With TLS: the keys and HAProxy's first certificate are on the host before haproxy.cfg, whose
         # check then mounts them (components/tls_host.py); without, none of it is declared.
         tls_steps = (
-            tls_host.balancer_tls_steps(
-                name, args.rendering, cluster, args.host, args.peer, args.tls, prepared.connection,
-                parent=self, depends_on=[prepared.ready],
-            )
+            [
+                tls_host.balancer_tls_step(
+                    name, args.rendering, cluster, args.host, args.peer, args.tls, prepared.connection,
+                    parent=self, depends_on=[prepared.ready],
+                )
+            ]
             if args.tls is not None
             else []
         )  # fmt: skip
@@ -160,6 +162,9 @@ class HaproxyBalancer(pulumi.ComponentResource):
             keyed_on=[self.container.id, leave.stdout],
             parent=self,
             depends_on=[self.container],
+        )
+        tls_host.balancer_renewal_step(
+            name, args.rendering, cluster, prepared.connection, parent=self, depends_on=[self.rejoined]
         )
         # Registered last: the balancer counts as done once its container runs the checked config.
         self.register_outputs({"image": self.image.image_name, "container": self.container.name})

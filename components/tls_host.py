@@ -164,7 +164,7 @@ def _file_b64(rendering: Renderer, relative: str) -> str:
     return base64.b64encode((rendering.files / relative).read_bytes()).decode()
 
 
-def balancer_tls_steps(
+def balancer_tls_step(
     name: str,
     rendering: Renderer,
     cluster: Cluster,
@@ -175,30 +175,40 @@ def balancer_tls_steps(
     *,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource],
-) -> list[pulumi.Resource]:
-    """The TLS steps of one balancer, children of its HaproxyBalancer; the config step waits for them."""
+) -> pulumi.Resource:
+    """The keys, the keeper and the PEM of one balancer, a child of its HaproxyBalancer; the config step
+    waits for it (HAProxy does not start an ssl bind without its PEM)."""
+    return remote_script(
+        f"{name}-tls",
+        connection,
+        material.apply(lambda m: tls_host_script(rendering, cluster, host, peer, m)),
+        delete_script=tls_host_delete_script(rendering),
+        carries_secrets=True,
+        parent=parent,
+        depends_on=depends_on,
+    )
+
+
+def balancer_renewal_step(
+    name: str,
+    rendering: Renderer,
+    cluster: Cluster,
+    connection,
+    *,
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource],
+) -> pulumi.Resource | None:
+    """With acme, the renewal timer of one balancer, after the balancer is back in service with its TLS config:
+    its first run orders the first certificate, and Pebble or Let's Encrypt validates the order through the
+    VIP, so HAProxy must already answer the challenges (with the config of before, it would not)."""
     tls = cluster.haproxy.tls
-    assert tls is not None
-    steps = [
-        remote_script(
-            f"{name}-tls",
-            connection,
-            material.apply(lambda m: tls_host_script(rendering, cluster, host, peer, m)),
-            delete_script=tls_host_delete_script(rendering),
-            carries_secrets=True,
-            parent=parent,
-            depends_on=depends_on,
-        )
-    ]
-    if tls.certificate.kind == "acme":
-        steps.append(
-            remote_script(
-                f"{name}-tls-renewal",
-                connection,
-                tls_renewal_script(rendering),
-                delete_script=tls_renewal_delete_script(rendering),
-                parent=parent,
-                depends_on=[*depends_on, steps[0]],
-            )
-        )
-    return steps
+    if tls is None or tls.certificate.kind != "acme":
+        return None
+    return remote_script(
+        f"{name}-tls-renewal",
+        connection,
+        tls_renewal_script(rendering),
+        delete_script=tls_renewal_delete_script(rendering),
+        parent=parent,
+        depends_on=depends_on,
+    )
