@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,12 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.connections import one_after_another, percentiles  # noqa: E402
 from bench.runs import OUT, quiet  # noqa: E402
 from drills import https, stack  # noqa: E402
 from drills.https import Site  # noqa: E402
 from drills.load import Load  # noqa: E402
 from lab.lab import Lab  # noqa: E402
-from ops.probe import PAGE, Https  # noqa: E402
+from ops.probe import Https  # noqa: E402
 
 CPU_TICKS = "for p in $(pgrep -x haproxy); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
 
@@ -49,11 +48,6 @@ def spent(before: tuple[float, float], after: tuple[float, float], per_10k: floa
     return {"user": user, "system": system, "total": round(user + system, 3)}
 
 
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": round(cuts[49] * 1000, 3), "p99_ms": round(cuts[98] * 1000, 3)}
-
-
 def measure(host: str, port: int, rate: int, seconds: float, https: Https | None = None) -> dict:
     recording = Load(host, rate, seconds, timeout=1.0, port=port, https=https).start().join()
     ok = [s.latency for s in recording.samples if s.ok]
@@ -65,7 +59,8 @@ def https_figures(lab: Lab, site: Site, rate: int, seconds: float, http: dict, h
     the previous one's session: what they add to plain HTTP's latency and to HAProxy's CPU."""
     figures = {}
     for kind, run in (("full", lambda: measure(str(lab.vip.ip), site.port, rate, seconds, https=site.https)),
-                      ("resumed", lambda: resumed(str(lab.vip.ip), site, rate, seconds))):  # fmt: skip
+                      ("resumed", lambda: one_after_another(str(lab.vip.ip), site.port, rate, seconds, site.names[0],
+                                                             site.context, resume=True))):  # fmt: skip
         before = haproxy_cpu_seconds(lab, lab.master.name)
         via_vip = run()
         cpu = spent(before, haproxy_cpu_seconds(lab, lab.master.name), 10_000 / via_vip["requests"])
@@ -75,33 +70,6 @@ def https_figures(lab: Lab, site: Site, rate: int, seconds: float, http: dict, h
         figures[f"haproxy_cpu_s_per_10k_https_{kind}"] = cpu
         figures[f"{kind}_handshakes_per_cpu_second"] = round(1 / per_handshake_s) if per_handshake_s > 0 else None
     return figures
-
-
-def resumed(host: str, site: Site, rate: int, seconds: float) -> dict:
-    """`rate` requests/s for `seconds`, one after the other, each on a new connection that resumes the last
-    one's TLS session (a returning browser): latencies as `measure`, and how many did resume."""
-    session, latencies, failed, reused = None, [], 0, 0
-    start = time.monotonic()
-    for number in range(int(rate * seconds)):
-        time.sleep(max(0.0, start + number / rate - time.monotonic()))
-        sent = time.monotonic()
-        try:
-            with (
-                socket.create_connection((host, site.port), timeout=1.0) as raw,
-                site.context.wrap_socket(raw, server_hostname=site.names[0], session=session) as tls,
-            ):
-                tls.sendall(f"GET / HTTP/1.1\r\nHost: {site.names[0]}\r\nConnection: close\r\n\r\n".encode())
-                reply = b"".join(iter(lambda: tls.recv(65536), b""))
-                reused += tls.session_reused
-                session = tls.session
-            ok = reply.startswith(b"HTTP/1.1 200") and PAGE.search(reply.decode(errors="replace")) is not None
-        except OSError:
-            ok = False
-        if ok:
-            latencies.append(time.monotonic() - sent)
-        else:
-            failed += 1
-    return {"requests": int(rate * seconds), "failed": failed, "resumed": reused, **percentiles(latencies)}
 
 
 def main(argv: list[str] | None = None) -> int:
