@@ -9,7 +9,10 @@
 #   sync     HAProxy serves the PEM's certificate (after a commit that failed, or a restart that raced);
 #   renew [--now]  the timer's run: sync, adopt a newer certificate the peer serves, and obtain a new one
 #            when due (a third of the lifetime left on the VIP holder, a sixth on the other balancer);
-#            `--now` obtains one whatever is left (an operator's renewal, the lab tests').
+#            `--now` obtains one whatever is left (an operator's renewal, the lab tests');
+#   settle   a deployment's first run: renew, then, while this balancer serves a certificate no root
+#            vouches for (the first-start one), adopt the peer's as soon as it has one (bounded by
+#            SETTLE_TIMEOUT_S, default 300): both balancers serve the same certificate when `up` ends.
 # Settings (nothing secret) come from $PIHALB_TLS_ENV (default /etc/pihalb/tls/tls.env), written by the
 # program. The keys stay in root's 0600 files: they reach HAProxy only in its PEM (0640, HAProxy's group)
 # and through `docker exec`'s stdin, never on a command line, never in the output.
@@ -273,6 +276,20 @@ renew() {
     fi
 }
 
+# settle: while the peer rolls and orders (the MASTER, after this BACKUP), wait for its certificate.
+settle() {
+    renew
+    deadline=$(($(date -u +%s) + ${SETTLE_TIMEOUT_S:-300}))
+    while ! chains_to_trust "$CERT_FILE"; do
+        if [ "$(date -u +%s)" -ge "$deadline" ]; then
+            log "no trusted certificate here or on the peer after ${SETTLE_TIMEOUT_S:-300} s: the timer goes on trying"
+            return 1
+        fi
+        sleep 5
+        adopt_from_peer || true
+    done
+}
+
 # One run at a time (the timer, a manual run, the program's step).
 exec 9>"$TLS_DIR/.lock"
 flock -w 600 9
@@ -281,8 +298,9 @@ case ${1:-} in
     install) install_chain "$2" "${3:-}" ;;
     sync) sync_live ;;
     renew) renew "${2:-}" ;;
+    settle) [ "$KIND" != acme ] || settle ;;
     *)
-        echo "usage: pihalb-tls first|install CHAIN [trusted]|sync|renew [--now]" >&2
+        echo "usage: pihalb-tls first|install CHAIN [trusted]|sync|renew [--now]|settle" >&2
         exit 2
         ;;
 esac

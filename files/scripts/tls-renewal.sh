@@ -29,10 +29,11 @@ fi
 ensure_running "$UNIT.timer"
 if [ "$changed" = yes ]; then
     # A first run now, not at the timer's leisure: this step comes after the balancer is back in service
-    # with its TLS config, so HAProxy answers the challenges, and the VIP holder gets its certificate
-    # during the deployment. A failure (the ACME server unreachable) leaves HAProxy serving what it served
-    # (the first-start certificate on a new cluster) and the deployment going; the timer tries again.
-    sudo -n systemctl start "$UNIT.service" ||
-        echo "pihalb: the certificate renewal failed; its timer tries again (journalctl -u $UNIT)" >&2
+    # with its TLS config, so HAProxy answers the challenges. The VIP holder orders the certificate; the
+    # other balancer waits (bounded) for it and adopts it, so both serve it when the deployment ends. A
+    # failure (the ACME server unreachable) leaves HAProxy serving what it served (the first-start
+    # certificate on a new cluster) and the deployment going; the timer tries again.
+    sudo -n "$KEEPER" settle ||
+        echo "pihalb: no certificate from the ACME server yet; the renewal timer tries again (journalctl -u $UNIT)" >&2
 fi
 report_changed
