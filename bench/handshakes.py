@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.connections import one_after_another  # noqa: E402
-from bench.runs import OUT, quiet  # noqa: E402
+from bench.latency import haproxy_cpu_seconds  # noqa: E402
+from bench.runs import OUT, deployed  # noqa: E402
 from components import names  # noqa: E402
 from components.tls import MOZILLA_INTERMEDIATE  # noqa: E402
-from drills import stack  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
 CONTAINER = "pihalb-bench-handshakes"
@@ -80,21 +80,13 @@ def stop(lab: Lab, host: str) -> None:
     lab.sh(host, f"docker rm -f {CONTAINER} >/dev/null 2>&1; rm -rf {DIRECTORY}", check=False)
 
 
-def cpu_seconds(lab: Lab, host: str, pid: int) -> float:
-    fields, hertz = lab.sh(host, f"cut -d' ' -f14,15 /proc/{pid}/stat; getconf CLK_TCK")[1].split("\n")[:2]
-    return sum(int(x) for x in fields.split()) / int(hertz)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/handshakes", description=__doc__)
     parser.add_argument("--stack", default="dev-tuned")
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
-    lab = Lab.from_stack()
-    lab.up()
-    stack.apply(lab, log=quiet, profile=args.stack)
-    stack.wait_serving(lab)
+    lab = deployed(args.stack)
     host = lab.master
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the cost is measured, not the trust
@@ -103,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pid = start(lab, host.name)
         for kind, tls, resume in runs:
-            before = cpu_seconds(lab, host.name, pid)
+            before = sum(haproxy_cpu_seconds(lab, host.name, str(pid)))
             measured = one_after_another(
                 str(host.address), PORTS[kind], args.rate, args.seconds, SERVER_NAME, tls, resume
             )
             measured["cpu_s_per_10k"] = round(
-                (cpu_seconds(lab, host.name, pid) - before) * 10_000 / measured["requests"], 3
+                (sum(haproxy_cpu_seconds(lab, host.name, str(pid))) - before) * 10_000 / measured["requests"], 3
             )
             result[f"{kind}{'-resumed' if resume else ''}"] = measured
     finally:

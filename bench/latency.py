@@ -25,20 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.connections import one_after_another, percentiles  # noqa: E402
-from bench.runs import OUT, quiet  # noqa: E402
-from drills import https, stack  # noqa: E402
+from bench.runs import OUT, deployed  # noqa: E402
+from drills import https  # noqa: E402
 from drills.https import Site  # noqa: E402
 from drills.load import Load  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from ops.probe import Https  # noqa: E402
 
-CPU_TICKS = "for p in $(pgrep -x haproxy); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
 
-
-def haproxy_cpu_seconds(lab: Lab, host: str) -> tuple[float, float]:
-    """User and system CPU seconds of every haproxy process on `host` so far. System time includes the
-    kernel's work on the packets HAProxy sends (veth, bridge, NAT run in the sender's context)."""
-    *rows, hertz = lab.sh(host, CPU_TICKS)[1].strip().splitlines()
+def haproxy_cpu_seconds(lab: Lab, host: str, pids: str = "$(pgrep -x haproxy)") -> tuple[float, float]:
+    """User and system CPU seconds so far of `pids` on `host` (default: every haproxy process). System time
+    includes the kernel's work on the packets HAProxy sends (veth, bridge, NAT run in the sender's context)."""
+    ticks_of = f"for p in {pids}; do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
+    *rows, hertz = lab.sh(host, ticks_of)[1].strip().splitlines()
     ticks = [(int(user), int(system)) for user, system in (row.split() for row in rows)]
     return sum(u for u, _ in ticks) / int(hertz), sum(s for _, s in ticks) / int(hertz)
 
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    lab = Lab.from_stack()
-    lab.up()
-    stack.apply(lab, log=quiet, profile=args.stack)
-    stack.wait_serving(lab)
+    lab = deployed(args.stack)
     master = lab.master.name
     direct = measure(str(lab.servers[0].address), lab.server_port, args.rate, args.seconds)
     idle_before = haproxy_cpu_seconds(lab, master)

@@ -23,6 +23,15 @@ def quiet(line: str) -> None:
     """The harness's step log, not wanted among the bench's lines."""
 
 
+def deployed(profile: str) -> Lab:
+    """The lab up, `profile` applied, the site answering through the VIP: where a measurement starts."""
+    lab = Lab.from_stack()
+    lab.up()
+    stack.apply(lab, log=quiet, profile=profile)
+    stack.wait_serving(lab)
+    return lab
+
+
 @dataclass
 class Run:
     """One scenario run: the load's recording, when the fault and the restore happened, what was noted."""
