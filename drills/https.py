@@ -62,7 +62,7 @@ def certificates_on_both(lab: Lab) -> None:
 
 
 def pebble(lab: Lab) -> acme.Pebble:
-    return acme.lab_pebble(lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
+    return acme.lab_pebble(lab)
 
 
 def site(lab: Lab, profile: str) -> Site | None:

@@ -30,6 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,6 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from common.files import write_private
+
+if TYPE_CHECKING:
+    from lab.lab import Lab
 
 ACME_PORT = 14000
 MANAGEMENT_PORT = 15000
@@ -273,29 +277,29 @@ def ensure_tls_keys(directory: Path) -> dict[str, str]:
     return {key: path.read_text() for key, path in files.items()}
 
 
-def tls_layer(values: dict, directory: Path, gateway: str, vip: str, http_port: int) -> None:
+def tls_layer(values: dict, pebble: Pebble) -> None:
     """A profile whose `haproxy.tls` orders from the lab's Pebble (its directoryUrl on the gateway): Pebble
     running, its CA as the stack's caBundle, and the lab's TLS keys as secrets, as a user would set them.
     Any other profile is left as it is (TLS secrets for a stack without TLS are refused as unused)."""
-    secrets = lab_tls_secrets(values, directory, gateway, vip, http_port)
+    secrets = lab_tls_secrets(values, pebble)
     if not secrets:
         return
-    pebble = lab_pebble(directory, gateway, vip, http_port)
     pebble.start()
     values["pihalb:cluster"]["haproxy"]["tls"]["certificate"]["caBundle"] = pebble.ca_bundle()
     values.update(secrets)
 
 
-def lab_tls_secrets(values: dict, directory: Path, gateway: str, vip: str, http_port: int) -> dict[str, str]:
-    """The lab's TLS keys as the secrets a user sets (`pihalb:<key>`), for a profile that orders from the
-    lab's Pebble; none otherwise. `python -m ops` reads them too (no Pulumi CLI in the lab)."""
+def lab_tls_secrets(values: dict, pebble: Pebble) -> dict[str, str]:
+    """The lab's TLS keys (kept beside Pebble's directory) as the secrets a user sets (`pihalb:<key>`), for a
+    profile that orders from `pebble`; none otherwise. `python -m ops` reads them too (no Pulumi CLI in the
+    lab)."""
     tls = values.get("pihalb:cluster", {}).get("haproxy", {}).get("tls")
-    pebble = lab_pebble(directory, gateway, vip, http_port)
     if not tls or tls.get("certificate", {}).get("directoryUrl") != pebble.directory_url:
         return {}
-    return {f"pihalb:{key}": pem for key, pem in ensure_tls_keys(directory / "tls").items()}
+    return {f"pihalb:{key}": pem for key, pem in ensure_tls_keys(pebble.directory.parent / "tls").items()}
 
 
-def lab_pebble(directory: Path, gateway: str, vip: str, http_port: int) -> Pebble:
-    """The lab's one Pebble, in `directory` (the lab state's `acme/`), on the bridge's gateway."""
-    return Pebble(directory / "pebble", gateway, vip, http_port=http_port)
+def lab_pebble(lab: Lab) -> Pebble:
+    """The lab's one Pebble, in its state's `acme/pebble`, on the bridge's gateway, validating on the
+    frontend port."""
+    return Pebble(lab.state_dir / "acme" / "pebble", str(lab.gateway), str(lab.vip.ip), http_port=lab.frontend_port)

@@ -63,7 +63,7 @@ def config(lab: Lab, profile: str = STACK, alter: Alter | None = None) -> dict:
     values = copy.deepcopy(program.stack_file_config(profile)) | lab_layer(lab)
     if alter:
         alter(values)
-    acme.tls_layer(values, lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port)
+    acme.tls_layer(values, acme.lab_pebble(lab))
     return values
 
 

@@ -100,9 +100,7 @@ def lab_layer(stack: str) -> Layer:
                 "Pulumi CLI (host keys and secrets come from `pulumi config --show-secrets`)"
             )
         # The lab's secrets, as `lab config-set` and the lab engine give them to Pulumi: as secrets.
-        tls = acme.lab_tls_secrets(
-            stack_file_config(stack), lab.state_dir / "acme", str(lab.gateway), str(lab.vip.ip), lab.frontend_port
-        )
+        tls = acme.lab_tls_secrets(stack_file_config(stack), acme.lab_pebble(lab))
         return held_as_secrets(layer_of(lab) | tls)
     except LabError as error:
         raise OpsConfigError(f"no Pulumi CLI on PATH, and the lab has no state: {error}") from error
