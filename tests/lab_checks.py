@@ -3,6 +3,8 @@ balancers with one VIP holder, no build leftovers), and the commands they run as
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import subprocess
 import sys
@@ -72,3 +74,17 @@ def wait_healthy(stack_name: str, timeout: float) -> None:
 def lab_status() -> subprocess.CompletedProcess:
     """`python -m lab status`: the hosts, keepalived and the VIP from the lab's side."""
     return subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, timeout=60)
+
+
+def stats_get(address: str, port: int, path: str, password: str | None) -> tuple[int, str]:
+    """GET `path` on a balancer's stats port, with the stats login unless `password` is None: status, body."""
+    conn = http.client.HTTPConnection(address, port, timeout=5)
+    headers = {}
+    if password is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()

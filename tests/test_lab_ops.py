@@ -9,8 +9,6 @@ No test asserts a timing.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import re
 
@@ -20,7 +18,7 @@ from components import names, timing
 from drills import faults, stack
 from drills.observe import get_vip, mac_address, servers_seen_by, vip_in_arp_cache, wait_until
 from lab.lab import Lab
-from tests.lab_checks import FAILOVER_S, ops, said, status_code
+from tests.lab_checks import FAILOVER_S, ops, said, stats_get, status_code
 
 pytestmark = pytest.mark.lab
 
@@ -118,24 +116,11 @@ def test_drill_moves_the_vip_and_back_and_prints_one_summary(serving, lab, maste
     assert [t["state"] for t in transitions][-2:] == ["MASTER", "BACKUP"]
 
 
-def _get(address: str, port: int, path: str, password: str | None) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(address, port, timeout=5)
-    headers = {}
-    if password is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
 def test_metrics_on_the_stats_port_return_haproxy_series(serving, lab):
     password = lab.state().stats_password
     for balancer in lab.balancers:
         address = str(balancer.address)
-        status, body = _get(address, lab.stats_port, "/metrics", password)
+        status, body = stats_get(address, lab.stats_port, "/metrics", password)
         assert status == 200, body[:500]
         series = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line.startswith("haproxy_")}
         assert {"haproxy_process_uptime_seconds", "haproxy_frontend_http_requests_total"} <= series, sorted(series)
@@ -143,8 +128,8 @@ def test_metrics_on_the_stats_port_return_haproxy_series(serving, lab):
             assert (
                 f'haproxy_server_status{{proxy="{names.HAPROXY_BACKEND}",server="{server.name}",state="UP"}} 1' in body
             )
-        assert _get(address, lab.stats_port, "/metrics", None)[0] == 401
-        assert _get(address, lab.stats_port, "/stats", None)[0] == 401
+        assert stats_get(address, lab.stats_port, "/metrics", None)[0] == 401
+        assert stats_get(address, lab.stats_port, "/stats", None)[0] == 401
 
 
 def _keepalived(lab: Lab, host: str) -> tuple[str, str, str]:

@@ -6,11 +6,9 @@ client trusts Pebble's root of the moment only. No test asserts a timing.
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
@@ -20,7 +18,7 @@ from drills.https import KEEPER_TIMEOUT_S, Site, certificates_on_both, keeper, p
 from drills.observe import get_vip, wait_until
 from lab.lab import Lab
 from ops.probe import PAGE, get
-from tests.lab_checks import FAILOVER_S, RATE
+from tests.lab_checks import FAILOVER_S, RATE, stats_get
 from tests.tls_checks import TLS_PROFILE, issuer, keeper_in_background, site
 from tests.vrrp_checks import assert_no_request_failed
 
@@ -72,12 +70,9 @@ def test_https_with_http2_answers_from_every_server_in_turn(https_site, lab, tmp
 
 def metric(lab: Lab, address: str, series: str) -> float:
     """One unlabelled series of a balancer's Prometheus metrics (the stats port, the stats login)."""
-    login = base64.b64encode(f"admin:{lab.state().stats_password}".encode()).decode()
-    url = f"http://{address}:{lab.stats_port}/metrics"
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})
-    with urllib.request.urlopen(request, timeout=5) as reply:
-        lines = reply.read().decode().splitlines()
-    return float(next(line.split()[-1] for line in lines if line.startswith(f"{series} ")))
+    status, body = stats_get(address, lab.stats_port, "/metrics", lab.state().stats_password)
+    assert status == 200, body[:500]
+    return float(next(line.split()[-1] for line in body.splitlines() if line.startswith(f"{series} ")))
 
 
 def test_prometheus_metrics_count_the_tls_handshakes(https_site, lab):
