@@ -51,29 +51,29 @@ def servers_seen_by(lab: Lab, balancer: str) -> dict[str, str]:
 
 def keepalived_state(lab: Lab, name: str) -> str:
     """The VRRP state keepalived last entered on a host (from its journal), or the service state."""
-    _, active = lab.sh(name, "systemctl is-active keepalived", check=False)
+    _, active = lab.read(name, "systemctl is-active keepalived", check=False)
     if active.strip() != "active":
         return f"keepalived {active.strip()}"
-    _, log = lab.sh(name, "journalctl -u keepalived -o cat --no-pager -n 200", check=False)
+    _, log = lab.read(name, "journalctl -u keepalived -o cat --no-pager -n 200", check=False)
     states = re.findall(r"Entering (MASTER|BACKUP|FAULT) STATE", log)
     return states[-1] if states else "UNKNOWN"
 
 
 def vrrp_states_entered(lab: Lab, name: str, since: float) -> list[str]:
     """The VRRP states a balancer entered since `since` (epoch seconds), from the notify hook's journal."""
-    _, log = lab.sh(name, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager --since @{int(since)}", check=False)
+    _, log = lab.read(name, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager --since @{int(since)}", check=False)
     return re.findall(r"entered (\w+) state", log)
 
 
 def haproxy_alive_flag(lab: Lab, name: str) -> str:
     """What the events watcher last wrote to a balancer's track file ("1" alive, "0" dead)."""
-    return lab.sh(name, f"cat {names.HAPROXY_TRACK_FILE}")[1].strip()
+    return lab.read(name, f"cat {names.HAPROXY_TRACK_FILE}")[1].strip()
 
 
 def mac_address(lab: Lab, name: str) -> str:
     """The MAC address of a lab host's VRRP interface (the stack's `vrrp.interface`), on the lab network."""
     interface = lab.inventory.settings.cluster.vrrp.interface
-    return lab.sh(name, f"cat /sys/class/net/{interface}/address")[1].strip()
+    return lab.read(name, f"cat /sys/class/net/{interface}/address")[1].strip()
 
 
 def vip_in_arp_cache(lab: Lab) -> str | None:

@@ -226,7 +226,7 @@ class Lab:
                 continue
             row.container = container.status
             if container.status == "running":
-                _, output = self.sh(
+                _, output = self.read(
                     host.name,
                     "systemctl is-system-running; systemctl is-active docker; systemctl is-active keepalived;"
                     " ip -4 -o addr show dev eth0",
@@ -244,6 +244,10 @@ class Lab:
         Bounded by coreutils `timeout` inside the host (exit 124 when it fires). Returns (exit code, stdout+stderr).
         """
         return self.shell.sh(name, command, check=check, timeout=timeout)
+
+    def read(self, name: str, command: str, check: bool = True, timeout: int = 60) -> tuple[int, str]:
+        """`sh` for a command that only reads: made again when docker exec lost its output (Shell.read)."""
+        return self.shell.read(name, command, check=check, timeout=timeout)
 
     def seed_base_image(self, name: str) -> bool:
         """Give host `name`'s inner Docker daemon the local base image (no registry here), unless it has it,
@@ -292,26 +296,15 @@ class Lab:
                     continue
             except (LabError, NotFound):
                 continue  # a missing host holds nothing
-            if self._carries_vip(self._eth0_addresses(host)):
-                holders.append(host.name)
-        return holders
-
-    def _eth0_addresses(self, host: Host, attempts: int = 3) -> str:
-        """`ip -4 -o addr show dev eth0` on `host`, read whole: the output must show the host's own address.
-
-        docker exec sometimes returns an empty output with exit 0 (docker/docker-py#2042, moby/moby#27289), which
-        would read as "no VIP here"; such a read is made again, and after `attempts` of them is a LabError."""
-        own = f"inet {host.address}/"
-        for _ in range(attempts):
             try:
-                code, output = self.sh(host.name, "ip -4 -o addr show dev eth0", check=False, timeout=10)
+                code, output = self.read(host.name, "ip -4 -o addr show dev eth0", check=False, timeout=10)
             except APIError as error:
                 raise LabError(f"{host.name}: cannot read its addresses: {error}") from error
             if code != 0:
                 raise LabError(f"{host.name}: cannot read its addresses (exit {code}): {output.strip()}")
-            if own in output:
-                return output
-        raise LabError(f"{host.name}: {attempts} reads of its addresses lacked its own {host.address}: {output!r}")
+            if self._carries_vip(output):
+                holders.append(host.name)
+        return holders
 
     def stop_host(self, name: str) -> None:
         """Shut host `name` down cleanly (systemd gets SIGRTMIN+3), like pulling a Pi's power after halt."""

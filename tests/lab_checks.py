@@ -22,7 +22,7 @@ RATE = 50  # requests per second through the VIP under load, each on a new conne
 def assert_healthy(lab: Lab) -> None:
     stack.wait_serving(lab)
     for balancer in lab.balancers:
-        assert lab.sh(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
+        assert lab.read(balancer.name, "systemctl is-active keepalived", check=False)[1].strip() == "active"
     assert len(lab.vip_holders()) == 1
 
 
@@ -30,12 +30,13 @@ def assert_no_build_leftovers(lab: Lab) -> None:
     """On every host: no stopped container (the classic build keeps one per step) and no untagged image of
     ours but the build cache of the current tag (names.BUILD_OF_LABEL)."""
     for host in lab.hosts:
-        stopped = lab.sh(host.name, "docker ps -a --filter status=exited --filter status=created --format '{{.Names}}'")
+        stopped_filter = "--filter status=exited --filter status=created"
+        stopped = lab.read(host.name, f"docker ps -a {stopped_filter} --format '{{{{.Names}}}}'")
         assert stopped[1].strip() == "", f"{host.name}: stopped containers left: {stopped[1]}"
-        tags = lab.sh(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
+        tags = lab.read(host.name, "docker images --format '{{.Repository}}:{{.Tag}}' 'localhost/pihalb/*'")[1].split()
         untagged = f"docker images -q --filter dangling=true --filter label={names.IMAGE_LABEL}"
         built_for = f"docker image inspect --format '{{{{index .Config.Labels \"{names.BUILD_OF_LABEL}\"}}}}'"
-        left = lab.sh(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
+        left = lab.read(host.name, f"for i in $({untagged}); do echo $i $({built_for} $i); done")[1].splitlines()
         stale = [line for line in left if line.split()[1:] == [] or line.split()[1] not in tags]
         assert stale == [], f"{host.name}: untagged images of ours left (id, built for): {stale}; tags {tags}"
 

@@ -43,4 +43,4 @@ def journals(lab: Lab, since: float) -> str:
         f"journalctl -o short-precise --no-pager --since @{int(since)} -u keepalived -u {names.HAPROXY_WATCH_UNIT} "
         f"-t {names.VRRP_LOG_TAG} | tail -n 60"
     )
-    return "\n".join(f"--- {b.name}\n{lab.sh(b.name, command, check=False)[1]}" for b in lab.balancers)
+    return "\n".join(f"--- {b.name}\n{lab.read(b.name, command, check=False)[1]}" for b in lab.balancers)
