@@ -55,7 +55,7 @@ def config() -> str:
 
 def start(lab: Lab, host: str) -> int:
     """The bench HAProxy running on `host`; its pid there."""
-    image = lab.sh(host, f"docker inspect -f '{{{{.Image}}}}' {names.HAPROXY_CONTAINER}")[1].strip()
+    image = lab.read(host, f"docker inspect -f '{{{{.Image}}}}' {names.HAPROXY_CONTAINER}")[1].strip()
     certificates = " && ".join(
         f"openssl req -x509 -nodes {KEYS[kind]} -days 1 -subj /CN={SERVER_NAME} -keyout {DIRECTORY}/{kind}.key"
         f" -out {DIRECTORY}/{kind}.crt 2>/dev/null && cat {DIRECTORY}/{kind}.crt {DIRECTORY}/{kind}.key"
@@ -73,7 +73,7 @@ def start(lab: Lab, host: str) -> int:
         f"{image} -db -f {DIRECTORY}/haproxy.cfg",
     )
     time.sleep(1)
-    return int(lab.sh(host, f"docker inspect -f '{{{{.State.Pid}}}}' {CONTAINER}")[1].strip())
+    return int(lab.read(host, f"docker inspect -f '{{{{.State.Pid}}}}' {CONTAINER}")[1].strip())
 
 
 def stop(lab: Lab, host: str) -> None:

@@ -37,7 +37,7 @@ def haproxy_cpu_seconds(lab: Lab, host: str, pids: str = "$(pgrep -x haproxy)") 
     """User and system CPU seconds so far of `pids` on `host` (default: every haproxy process). System time
     includes the kernel's work on the packets HAProxy sends (veth, bridge, NAT run in the sender's context)."""
     ticks_of = f"for p in {pids}; do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
-    *rows, hertz = lab.sh(host, ticks_of)[1].strip().splitlines()
+    *rows, hertz = lab.read(host, ticks_of)[1].strip().splitlines()
     ticks = [(int(user), int(system)) for user, system in (row.split() for row in rows)]
     return sum(u for u, _ in ticks) / int(hertz), sum(s for _, s in ticks) / int(hertz)
 

@@ -48,7 +48,7 @@ def stop_stress(lab: Lab) -> None:
 def keepalived_cpu_s(lab: Lab, name: str) -> float:
     """User + system CPU seconds of every keepalived process on `name` so far (/proc, clock ticks)."""
     script = "for p in $(pgrep keepalived); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
-    *rows, ticks = lab.sh(name, script)[1].split()
+    *rows, ticks = lab.read(name, script)[1].split()
     return sum(int(x) for x in rows) / int(ticks)
 
 

@@ -97,7 +97,7 @@ def convergence(lab: Lab, change: Change) -> dict[str, bool]:
             return False
 
     def balancer_sh(name: str, command: str) -> str:
-        return lab.sh(name, command, check=False)[1].strip()
+        return lab.read(name, command, check=False)[1].strip()
 
     return {
         "serving": settled("the site", lambda: get_vip(lab).status == 200),

@@ -90,7 +90,7 @@ def bridge(lab: Lab) -> str:
 def journal_matches(lab: Lab, host: str, since: float, pattern: str, *selectors: str) -> list[tuple[float, re.Match]]:
     """(wall time s, match) of the journal entries of `host` since `since` whose message matches `pattern`."""
     command = f"journalctl --no-pager -o json --since @{since:.6f} " + " ".join(selectors)
-    output = lab.sh(host, command, check=False)[1]
+    output = lab.read(host, command, check=False)[1]
     found = []
     for line in output.splitlines():
         try:
@@ -127,7 +127,7 @@ def die_time(lab: Lab, host: str, since: float, until: float) -> float | None:
         f"docker events --since {since:.6f} --until {until:.6f} --filter container={names.HAPROXY_CONTAINER}"
         " --filter event=die --format '{{.TimeNano}}'"
     )
-    found = [int(x) / 1e9 for x in lab.sh(host, command, check=False)[1].split() if x.isdigit()]
+    found = [int(x) / 1e9 for x in lab.read(host, command, check=False)[1].split() if x.isdigit()]
     return min(found) if found else None
 
 

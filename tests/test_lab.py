@@ -116,14 +116,14 @@ def test_rejoin_gives_the_vip_priority_back_only_to_a_healthy_haproxy(deployed, 
     try:
         code, output = lab.sh(backup, run_rejoin, check=False)
         assert code != 0 and f"waiting for {names.HAPROXY_CONTAINER} healthy" in output, output
-        assert lab.sh(backup, handover)[1].strip() == "1"  # still handed over: the peer keeps the VIP
+        assert lab.read(backup, handover)[1].strip() == "1"  # still handed over: the peer keeps the VIP
     finally:
         lab.sh(backup, f"docker start {names.HAPROXY_CONTAINER}")
     health = f"docker inspect -f '{{{{.State.Health.Status}}}}' {names.HAPROXY_CONTAINER}"
-    wait_until("HAProxy healthy again", lambda: lab.sh(backup, health)[1].strip() == "healthy", 30)
+    wait_until("HAProxy healthy again", lambda: lab.read(backup, health)[1].strip() == "healthy", 30)
     code, output = lab.sh(backup, run_rejoin.replace("HEALTHY_TIMEOUT_S=3", "HEALTHY_TIMEOUT_S=30"), check=False)
     assert code == 0 and "VRRP priority restored" in output, output
-    assert lab.sh(backup, handover)[1].strip() == "0"
+    assert lab.read(backup, handover)[1].strip() == "0"
 
 
 def test_a_changed_template_is_what_the_lab_runs(deployed, lab, master, tmp_path):

@@ -136,7 +136,7 @@ def test_a_new_nginx_image_rolls_the_servers_one_at_a_time(changes, lab):
     # Each old nginx got its stop signal (SIGQUIT: finish what is in flight) and no SIGKILL after it.
     for server in servers:
         events = f"docker events --since {since} --until $(date +%s) --filter container={names.NGINX_CONTAINER}"
-        signals = lab.sh(server, f"{events} --filter event=kill --format '{{{{.Actor.Attributes.signal}}}}'")[1]
+        signals = lab.read(server, f"{events} --filter event=kill --format '{{{{.Actor.Attributes.signal}}}}'")[1]
         assert signals.split() == ["3"], (server, signals)
     assert_no_request_failed(recording)
     assert_healthy(lab)
@@ -238,9 +238,9 @@ def test_an_image_rebuilt_under_its_tag_replaces_its_container_by_digest(changes
     rebuilt = {f"{server}-nginx-image": "replace", f"{server}-nginx-image-prune": "update"}
     assert changed(applied) == rebuilt | {f"{server}-nginx-container": "replace"} | drains
     tag = applied.program.named(f"{server}-nginx-image").inputs["imageName"]
-    running = lab.sh(server, f"docker inspect -f '{{{{.Image}}}}' {names.NGINX_CONTAINER}")[1].strip()
-    assert running == lab.sh(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
-    assert lab.sh(server, f"docker exec {names.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
+    running = lab.read(server, f"docker inspect -f '{{{{.Image}}}}' {names.NGINX_CONTAINER}")[1].strip()
+    assert running == lab.read(server, f"docker image inspect -f '{{{{.Id}}}}' {tag}")[1].strip()
+    assert lab.read(server, f"docker exec {names.NGINX_CONTAINER} cat /etc/pihalb-base-moved")[1].strip() == "moved"
     assert_no_request_failed(recording)
     assert_healthy(lab)
 
@@ -367,14 +367,14 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     dockerfile.write_text(good + 'CMD ["nginx", "-g", "daemon off; no_such_directive on;"]\n')
     first, *others = [s.name for s in lab.servers]
     inspect = f"docker inspect -f '{{{{.Id}}}}' {names.NGINX_CONTAINER}"
-    before = {server: lab.sh(server, inspect, check=False)[1] for server in others}
+    before = {server: lab.read(server, inspect, check=False)[1] for server in others}
     load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
     try:
         with pytest.raises(StepError, match="not healthy"):
             stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)
     finally:
         recording = load.finish(tail=3)
-    assert {server: lab.sh(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
+    assert {server: lab.read(server, inspect, check=False)[1] for server in others} == before  # the roll stopped
     assert_no_request_failed(recording)
     # Kept with its init error, as pulumi-docker does: the same inputs again would only update it, in place.
     again = stack.lab_stack.preview(lab, PROFILE, changes.alter, files=changes.files)

@@ -55,7 +55,7 @@ def test_status_with_a_server_stopped_exits_1_and_drill_refuses(serving, lab, ma
         refused = ops("drill", "--stack", "dev")
         assert refused.returncode == 3, said(refused)
         assert "drill refused: the cluster is degraded" in refused.stdout
-        assert lab.sh(master, "docker inspect -f '{{.State.Running}}' pihalb-haproxy")[1].strip() == "true"
+        assert lab.read(master, "docker inspect -f '{{.State.Running}}' pihalb-haproxy")[1].strip() == "true"
     finally:
         faults.start_nginx(lab, stopped)
     wait_until("ops status healthy again", lambda: status_code() == 0, 60, interval=2)
@@ -107,9 +107,9 @@ def test_drill_moves_the_vip_and_back_and_prints_one_summary(serving, lab, maste
     assert re.search(r"(outage \d+\.\d\ds|no request failed) \(\d+ of \d+ requests failed\)", summary), summary
     assert lab.vip_holders() == [master]
     # the notify hook saw both transitions, in the journal and in the state file status reads
-    assert lab.sh(master, f"cat {names.VRRP_STATE_FILE}")[1].startswith("MASTER ")
-    assert lab.sh(backup, f"cat {names.VRRP_STATE_FILE}")[1].startswith("BACKUP ")
-    journal = lab.sh(backup, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager")[1]
+    assert lab.read(master, f"cat {names.VRRP_STATE_FILE}")[1].startswith("MASTER ")
+    assert lab.read(backup, f"cat {names.VRRP_STATE_FILE}")[1].startswith("BACKUP ")
+    journal = lab.read(backup, f"journalctl -t {names.VRRP_LOG_TAG} -o cat --no-pager")[1]
     assert "entered MASTER state" in journal and "entered BACKUP state" in journal
     document = json.loads(ops("status", "--stack", "dev", "--json").stdout)
     transitions = next(h for h in document["hosts"] if h["name"] == backup)["transitions"]
@@ -133,7 +133,7 @@ def test_metrics_on_the_stats_port_return_haproxy_series(serving, lab):
 
 
 def _keepalived(lab: Lab, host: str) -> tuple[str, str, str]:
-    out = lab.sh(host, "systemctl show -p MainPID -p NRestarts -p ActiveState keepalived")[1]
+    out = lab.read(host, "systemctl show -p MainPID -p NRestarts -p ActiveState keepalived")[1]
     fields = dict(line.split("=", 1) for line in out.split())
     return fields["MainPID"], fields["NRestarts"], fields["ActiveState"]
 
@@ -141,7 +141,7 @@ def _keepalived(lab: Lab, host: str) -> tuple[str, str, str]:
 def test_a_killed_keepalived_is_restarted_by_systemd(serving, lab, master, backup):
     pid, restarts, state = _keepalived(lab, backup)
     assert state == "active" and pid != "0"
-    assert "Restart=on-failure" in lab.sh(backup, "systemctl cat keepalived")[1]
+    assert "Restart=on-failure" in lab.read(backup, "systemctl cat keepalived")[1]
     lab.sh(backup, "killall -9 keepalived")
 
     def restarted() -> bool:

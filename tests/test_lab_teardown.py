@@ -28,8 +28,8 @@ def test_destroy_leaves_nothing_of_ours_on_any_host(deployed, lab):
     }
     for host in lab.hosts:
         for what, command in checks.items():
-            output = lab.sh(host.name, command, check=False)[1].strip()
+            output = lab.read(host.name, command, check=False)[1].strip()
             left = output.replace("inactive", "").strip()
             assert left == "", f"{host.name}: {what} left after destroy: {output}"
-        assert lab.sh(host.name, "systemctl is-active docker", check=False)[1].strip() == "active"
+        assert lab.read(host.name, "systemctl is-active docker", check=False)[1].strip() == "active"
     assert stack.lab_stack.backend(lab).checkpoint("dev").resources == []
