@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench import takeover  # noqa: E402
 from bench.changes import CHANGE_SCENARIOS, CHANGE_WINDOW_S, CHANGES, TAIL_S  # noqa: E402
 from bench.report import plot, write_table  # noqa: E402
-from bench.runs import FAULT_AT_S, OUT, RATE, TIMEOUT_S, Run, Scenario, quiet, run_stack  # noqa: E402
+from bench.runs import FAULT_AT_S, HTTPS_SUFFIX, OUT, RATE, TIMEOUT_S, Run, Scenario, quiet, run_stack  # noqa: E402
 from drills import faults, https, stack  # noqa: E402
 from drills.load import Load, Recording  # noqa: E402
 from drills.observe import get_vip  # noqa: E402
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench: {profile} has no haproxy.tls: skipped", flush=True)
                 continue
             https.certificates_on_both(lab)  # where the timers get within minutes of a deployment
-            profile = f"{profile}-https"
+            profile += HTTPS_SUFFIX
         elif args.takeover_runs and alter is None:  # the stack as shipped: its takeover, stage by stage
             takeover.measure(lab, name, args.takeover_runs)
         for scenario in scenarios:

@@ -17,6 +17,7 @@ TIMEOUT_S = 1.0  # per request: a client that waits longer counts it as failed
 FAULT_AT_S = 3.0
 PROFILES = {"paper": ("dev", None), "tuned": ("dev-tuned", None)}
 UNICAST = ("dev-tuned", stack.unicast)
+HTTPS_SUFFIX = "-https"  # a profile's rows under HTTPS load (bench/failover --https): the same stack
 
 
 def quiet(line: str) -> None:
@@ -84,4 +85,6 @@ class Scenario:
 
 
 def run_stack(profile: str):
+    """(stack file, alter) of a bench profile; a "-https" row runs the profile's own stack."""
+    profile = profile.removesuffix(HTTPS_SUFFIX)
     return UNICAST if profile == "unicast" else PROFILES[profile]

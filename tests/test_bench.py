@@ -80,3 +80,10 @@ def test_the_sweep_table_counts_converged_points_and_names_the_failed_checks():
     lines = table(rows).splitlines()
     assert lines[2] == "| page | 1-2 (and the whole change) | 2 of 3 | N=2: ['preview empty'] |"
     assert lines[3] == "| keepalived | the whole change | 1 of 1 | - |"
+
+
+def test_a_profiles_https_rows_run_its_own_stack():
+    """bench/failover --https names its rows "<profile>-https"; the change scenarios look the stack up by it."""
+    from bench.runs import HTTPS_SUFFIX, run_stack
+
+    assert run_stack("tuned" + HTTPS_SUFFIX) == run_stack("tuned") and run_stack("paper-https")[0] == "dev"
