@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bench.runs import HTTPS_SUFFIX, run_stack
 from bench.takeover import EXIT_SEEN_AT, adverts_in, exit_seen_at, gratuitous_arps
 from drills.load import Recording, Sample
 
@@ -84,6 +85,4 @@ def test_the_sweep_table_counts_converged_points_and_names_the_failed_checks():
 
 def test_a_profiles_https_rows_run_its_own_stack():
     """bench/failover --https names its rows "<profile>-https"; the change scenarios look the stack up by it."""
-    from bench.runs import HTTPS_SUFFIX, run_stack
-
     assert run_stack("tuned" + HTTPS_SUFFIX) == run_stack("tuned") and run_stack("paper-https")[0] == "dev"
