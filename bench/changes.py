@@ -44,7 +44,7 @@ class Changes:
 
     def altered(self, run: Run) -> tuple[str, Callable[[dict], None]]:
         """The run's stack file and what changes its config: the profile's own alteration, then the values."""
-        name, alter = run_stack(run.profile)
+        name, alter = run_stack(run.base_profile)
 
         def altered(config: dict) -> None:
             if alter:
@@ -83,7 +83,7 @@ def _engine_restart_rolling(lab: Lab, run: Run) -> None:
 
 def _server_removed_and_added(lab: Lab, run: Run) -> None:
     leaving = lab.servers[-1].name
-    hosts = stack.cluster(stack.lab_stack.config(lab, run_stack(run.profile)[0]))["hosts"]
+    hosts = stack.cluster(stack.lab_stack.config(lab, run_stack(run.base_profile)[0]))["hosts"]
     CHANGES.values["hosts"] = [h for h in hosts if h["name"] != leaving]
     CHANGES.apply(lab, run)
     CHANGES.values.pop("hosts")
@@ -116,7 +116,7 @@ CHANGE_SCENARIOS = [
         (
             "change-keepalived",
             "change: a keepalived.conf value",
-            _change(lambda lab, run: CHANGES.toggle(*KEEPALIVED_TOGGLES[run.profile])),
+            _change(lambda lab, run: CHANGES.toggle(*KEEPALIVED_TOGGLES[run.base_profile])),
         ),
         (
             "change-host-scripts",

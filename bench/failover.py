@@ -45,21 +45,21 @@ def _on_a_server(fault: Callable[[Lab, str], None]) -> Callable[[Lab, Run], None
 
 def _rollout(lab: Lab, run: Run) -> None:
     """Apply a changed haproxy.cfg template with the harness, as `pulumi up` would, under load."""
-    name, alter = run_stack(run.profile)
+    name, alter = run_stack(run.base_profile)
     files = stack.files_with_response_header(OUT / "tmp-files", "X-Rollout", f"run-{run.run}")
     applied = stack.apply(lab, alter, log=quiet, profile=name, files=files)
     run.notes.append("changed: " + ", ".join(f"{n} ({k})" for n, k in applied.plan.kinds().items()))
 
 
 def _restore_config(lab: Lab, run: Run) -> None:
-    name, alter = run_stack(run.profile)
+    name, alter = run_stack(run.base_profile)
     stack.apply(lab, alter, log=quiet, profile=name)
 
 
 def _interrupted_apply(lab: Lab, run: Run) -> None:
     """Apply a changed config in a child process, kill it right after its first balancer took the change,
     then apply the same change again (it must converge) and once more (it must find nothing to do)."""
-    name, alter = run_stack(run.profile)
+    name, alter = run_stack(run.base_profile)
     files = stack.files_with_response_header(OUT / "tmp-files", "X-Interrupted", f"run-{run.run}")
     code = (
         "import sys; sys.path.insert(0, '.'); from pathlib import Path;"

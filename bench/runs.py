@@ -45,6 +45,11 @@ class Run:
     restore_at_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def base_profile(self) -> str:
+        """The bench profile whose stack the run used ("tuned" for the "tuned-https" rows of `--https`)."""
+        return self.profile.removesuffix(HTTPS_SUFFIX)
+
     def longest_dual_hold(self) -> float:
         """Longest time both balancers held the VIP: a split brain, or only a handover's overlap."""
         longest, since = 0.0, None
@@ -85,6 +90,5 @@ class Scenario:
 
 
 def run_stack(profile: str):
-    """(stack file, alter) of a bench profile; a "-https" row runs the profile's own stack."""
-    profile = profile.removesuffix(HTTPS_SUFFIX)
+    """(stack file, alter) of a bench profile."""
     return UNICAST if profile == "unicast" else PROFILES[profile]

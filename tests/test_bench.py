@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench.runs import HTTPS_SUFFIX, run_stack
+from bench.runs import HTTPS_SUFFIX, Run, run_stack
 from bench.takeover import EXIT_SEEN_AT, adverts_in, exit_seen_at, gratuitous_arps
 from drills.load import Recording, Sample
 
@@ -84,5 +84,7 @@ def test_the_sweep_table_counts_converged_points_and_names_the_failed_checks():
 
 
 def test_a_profiles_https_rows_run_its_own_stack():
-    """bench/failover --https names its rows "<profile>-https"; the change scenarios look the stack up by it."""
-    assert run_stack("tuned" + HTTPS_SUFFIX) == run_stack("tuned") and run_stack("paper-https")[0] == "dev"
+    """bench/failover --https names its rows "<profile>-https"; the change scenarios look the stack and their
+    toggles up by the profile itself."""
+    run = Run("tuned" + HTTPS_SUFFIX, "change-keepalived", 1, 1.0, Recording(1.0))
+    assert run.base_profile == "tuned" and run_stack(run.base_profile)[0] == "dev-tuned"
