@@ -18,7 +18,6 @@ Processes are tracked by pid files under the state directory and stopped by thos
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import json
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from common.files import write_private
+from lab.output import LabError
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -166,19 +166,26 @@ class Pebble:
         )
         return done.returncode == 0 and "newOrder" in done.stdout
 
-    def stop(self) -> None:
-        """Both stopped, by their recorded pids (nothing else is signalled)."""
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Both stopped, by their recorded pids (nothing else is signalled): SIGTERM, then SIGKILL after
+        `grace_s` (niced, on a busy machine, they can take that long), and gone (reaped) before it returns."""
         for name in ("pebble", "dns"):
             pid = self._pid(name)
             if pid is not None:
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    if self._pid(name) is None:
-                        break
-                    time.sleep(0.05)
-                else:
+                if not self._gone(name, grace_s):
                     os.kill(pid, signal.SIGKILL)
+                    if not self._gone(name, grace_s):
+                        raise LabError(f"lab ACME: {name} (pid {pid}) still runs after SIGKILL")
             (self.directory / f"{name}.pid").unlink(missing_ok=True)
+
+    def _gone(self, name: str, within_s: float) -> bool:
+        deadline = time.monotonic() + within_s
+        while self._pid(name) is not None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def running(self) -> bool:
         return self._pid("pebble") is not None and self._pid("dns") is not None
@@ -204,9 +211,13 @@ class Pebble:
         except (FileNotFoundError, ValueError):
             return None
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            with contextlib.suppress(ChildProcessError):  # reaped here when this process started it
-                os.waitpid(pid, os.WNOHANG)
-            return None
+            # Reaped here when this process started it. A Go program's first thread can be a zombie while
+            # its other threads still exit: the process is not reapable, and not gone, until they have.
+            try:
+                reaped, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return None  # another process's child, dead: its parent reaps it
+            return None if reaped else pid
         return pid
 
     def _ensure_listener_certificate(self) -> None:
