@@ -71,7 +71,7 @@ class KeepalivedPair(pulumi.ComponentResource):
             vrrp_host = remote_script(
                 f"{name}-{host.name}-vrrp-host",
                 prepared.connection,
-                args.rendering.vrrp_host_script(cluster),
+                args.rendering.vrrp_host_script(cluster, peer),
                 delete_script=args.rendering.vrrp_host_delete_script(cluster),
                 parent=self,
                 depends_on=[prepared.ready, *first],

@@ -250,15 +250,20 @@ class Renderer:
     def haproxy_config_delete_script(self) -> str:
         return self.script("haproxy-config-delete.sh", CONFIG_DIR=names.HAPROXY_CONFIG_DIR)
 
-    def vrrp_host_script(self, cluster: Cluster) -> str:
+    def vrrp_host_script(self, cluster: Cluster, peer: Host) -> str:
         return self.script(
             "vrrp-host.sh",
             INTERFACE=cluster.vrrp.interface,
             APT_MAX_AGE_MINUTES=str(cluster.host_prep.apt_max_age_minutes),
+            VIP=str(cluster.vrrp.vip.ip),
+            PEER=str(peer.address),
+            PEER_ALIVE_S=str(timing.peer_alive_s(cluster)),
+            HANDOFF_CHAIN=names.HANDOFF_CHAIN,
+            PEER_LIST=names.PEER_ALIVE_LIST,
         )
 
     def vrrp_host_delete_script(self, cluster: Cluster) -> str:
-        return self.script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface)
+        return self.script("vrrp-host-delete.sh", INTERFACE=cluster.vrrp.interface, HANDOFF_CHAIN=names.HANDOFF_CHAIN)
 
     def haproxy_watch_script(self) -> str:
         return self.script(

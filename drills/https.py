@@ -4,9 +4,10 @@ tests and the benchmarks."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 
@@ -15,7 +16,7 @@ from drills.load import Load
 from harness.program import stack_file_config
 from lab import acme
 from lab.lab import Lab
-from ops.probe import Https
+from ops.probe import Https, Reply, get
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,20 @@ class Site:
     def load(self, lab: Lab, rate: int, seconds: float, timeout: float = 1.0) -> Load:
         """`rate` HTTPS requests/s through the VIP, each a new connection and a full handshake."""
         return Load.through_vip(lab, rate, seconds, timeout=timeout, https=self.https, port=self.port)
+
+    def load_beside_http(self, lab: Lab, rate: int, seconds: float, timeout: float = 1.0) -> Load:
+        """`rate` requests/s through the VIP, every other one over HTTPS (a new handshake each), the others plain
+        HTTP on the frontend port: what a change with TLS on must lose neither of. A failed HTTPS request's
+        detail starts with "HTTPS"."""
+        vip, http_port, turn = str(lab.vip.ip), lab.frontend_port, itertools.count()
+
+        def fetch() -> Reply:
+            if next(turn) % 2:
+                return get(vip, http_port, timeout=timeout)
+            reply = get(vip, self.port, timeout=timeout, https=self.https)
+            return reply if reply.ok else replace(reply, error=f"HTTPS {reply.error or reply.status}")
+
+        return Load.through_vip(lab, rate, seconds, timeout=timeout, fetch=fetch)
 
     def served(self, address: str) -> x509.Certificate:
         """The leaf `address` serves under the first name, verified (chain, names, dates) or raising."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drills.observe import keepalived_state
 from lab.lab import Lab
-from ops.probe import Https, Probe, Sample, get, time_to_recovery
+from ops.probe import Https, Probe, Reply, Sample, get, time_to_recovery
 
 STEADY_S = 2.0  # recovered = the first success after which nothing failed for this long
 
@@ -71,11 +72,12 @@ class Load:
         lab: Lab | None = None,
         port: int = 80,
         https: Https | None = None,
+        fetch: Callable[[], Reply] | None = None,
     ):
         self.host, self.port, self.rate, self.timeout, self.lab = host, port, rate, timeout, lab
         self.recording = Recording(seconds)
         self.requests = Probe(
-            lambda: get(host, port, timeout=timeout, https=https),
+            fetch or (lambda: get(host, port, timeout=timeout, https=https)),
             rate,
             seconds,
             timeout,
@@ -85,12 +87,19 @@ class Load:
 
     @classmethod
     def through_vip(
-        cls, lab: Lab, rate: int, seconds: float, timeout: float = 1.0, https: Https | None = None, port: int = 0
+        cls,
+        lab: Lab,
+        rate: int,
+        seconds: float,
+        timeout: float = 1.0,
+        https: Https | None = None,
+        port: int = 0,
+        fetch: Callable[[], Reply] | None = None,
     ) -> Load:
-        """Load on the site through the lab's VIP (HTTPS with `https`, on `port`), probing the VIP holder and
-        keepalived meanwhile."""
+        """Load on the site through the lab's VIP (HTTPS with `https`, on `port`; or `fetch`'s requests),
+        probing the VIP holder and keepalived meanwhile."""
         port = port or lab.frontend_port
-        return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=port, https=https)
+        return cls(str(lab.vip.ip), rate, seconds, timeout=timeout, lab=lab, port=port, https=https, fetch=fetch)
 
     @property
     def t0(self) -> float:

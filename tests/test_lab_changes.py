@@ -1,5 +1,5 @@
 """Changes applied as `pulumi up` applies them (the lab engine: Pulumi's update/replace/delete rules),
-under load through the VIP, with the tuned profile.
+under load through the VIP, with the tuned profile (TLS on: every other request over HTTPS).
 
 For each change: the plan's step kinds (what Pulumi would do), then what it cost (no request may fail),
 then the cluster afterwards (the site serves through the VIP, keepalived is active on both balancers,
@@ -29,7 +29,7 @@ from bench.sweep import Change, sweep
 from components import names, render
 from components.debian import HAPROXY_PINNED_VERSION
 from components.settings import Settings, parse_cluster
-from drills import maintenance, stack
+from drills import https, maintenance, stack
 from drills.load import Load, Recording
 from drills.observe import get_vip
 from harness import program
@@ -53,6 +53,13 @@ class Changes:
     def __init__(self, lab: Lab, files: Path) -> None:
         self.lab, self.files = lab, files
         self.values: dict[str, object] = {}
+        self.site = https.site(lab, PROFILE)
+
+    def load(self) -> Load:
+        """The load a change runs under: with TLS on, every other request over HTTPS (a new handshake each)."""
+        if self.site is None:
+            return Load.through_vip(self.lab, RATE, 1800, timeout=1.0)
+        return self.site.load_beside_http(self.lab, RATE, 1800, timeout=1.0)
 
     def alter(self, config: dict) -> None:
         stack.apply_values(config, self.values)
@@ -62,7 +69,7 @@ class Changes:
             handle.write(line + "\n")
 
     def apply_under_load(self, replace=()) -> tuple[stack.lab_stack.Applied, Recording]:
-        load = Load.through_vip(self.lab, RATE, 1800, timeout=1.0).start()
+        load = self.load().start()
         time.sleep(1)
         try:
             applied = stack.apply(
@@ -249,7 +256,7 @@ def test_docker_engines_restarted_host_by_host_cost_no_request(changes, lab):
     """An engine upgrade's restart, done as README says (a server drained first, the MASTER after handing
     the VIP over): nothing fails, every container comes back by its restart policy, and the next `up`
     finds nothing to change."""
-    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    load = changes.load().start()
     try:
         maintenance.restart_engines_rolling(lab, PROFILE, changes.alter)
     finally:
@@ -328,7 +335,7 @@ def test_an_apply_killed_midway_converges_on_the_next_up(changes, lab):
         "alter = lambda config: stack.apply_values(config, values);"
         "stack.apply(Lab.from_stack(), alter, profile=sys.argv[3], files=Path(sys.argv[1]))"
     )
-    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    load = changes.load().start()
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(changes.files), json.dumps(changes.values), PROFILE],
         cwd=ROOT,
@@ -368,7 +375,7 @@ def test_a_container_that_fails_its_health_check_stops_the_apply_and_the_next_up
     first, *others = [s.name for s in lab.servers]
     inspect = f"docker inspect -f '{{{{.Id}}}}' {names.NGINX_CONTAINER}"
     before = {server: lab.read(server, inspect, check=False)[1] for server in others}
-    load = Load.through_vip(lab, RATE, 1800, timeout=1.0).start()
+    load = changes.load().start()
     try:
         with pytest.raises(StepError, match="not healthy"):
             stack.apply(lab, changes.alter, log=lambda line: None, profile=PROFILE, files=changes.files)

@@ -23,7 +23,8 @@ def test_destroy_leaves_nothing_of_ours_on_any_host(deployed, lab):
         "units": "systemctl list-unit-files 'pihalb*' --no-legend; systemctl is-active keepalived || true",
         "files": "ls -d /etc/pihalb /etc/keepalived/keepalived.conf /etc/systemd/system/pihalb-*"
         " /usr/local/sbin/pihalb-* /etc/sysctl.d/60-pihalb-vrrp.conf /etc/tmpfiles.d/pihalb.conf 2>/dev/null || true",
-        "firewall": "sudo iptables -S INPUT | grep -E 'vrrp| 112 |224.0.0.0' || true",
+        "firewall": "{ sudo iptables -S INPUT; sudo iptables -t mangle -S; }"
+        " | grep -E 'vrrp| 112 |224.0.0.0|PIHALB' || true",
         "vip": f"ip -4 -o addr | grep ' {lab.vip.ip}/' || true",
     }
     for host in lab.hosts:

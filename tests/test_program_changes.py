@@ -75,6 +75,20 @@ def test_unicast_mode_names_the_other_balancer_as_peer(run_stack):
     assert re.search(r"unicast_peer \{\s+" + re.escape(lb2["address"]) + r"\s+\}", conf)
 
 
+@pytest.mark.parametrize(("stack", "alive_s"), [("dev", 2), ("dev-tuned", 1)])
+def test_each_balancer_hands_packets_of_unknown_connections_to_the_vip_to_the_other(run_stack, stack, alive_s):
+    """vrrp-host.sh's handoff chain: the VIP, the peer as TEE gateway, the peer's VRRP packets as its sign of
+    life for two adverts (whole seconds: 2 at the paper's 1 s adverts, at least 1 at 0.03 s)."""
+    program = run_stack(stack)
+    lb1, lb2 = hosts(program, "balancer")
+    vip = program_config(program)["vrrp"]["vip"].split("/")[0]
+    for host, peer in ((lb1, lb2), (lb2, lb1)):
+        script = script_of(program.named(f"vrrp-{host['name']}-vrrp-host"))
+        assert {f"PEER={peer['address']}", f"VIP={vip}", f"PEER_ALIVE_S={alive_s}"} <= set(script.splitlines())
+        for rule in ("-s $PEER/32 -p vrrp -m recent", "! -d $VIP/32 -j RETURN", "-j TEE --gateway $PEER"):
+            assert rule in script
+
+
 def test_deploy_devs_targets_carry_each_commands_parent_chain(run_stack):
     """`pulumi up --target` fails on a targeted create whose parent has no state: parents go in the list."""
     from lab.stack import host_preparation_targets

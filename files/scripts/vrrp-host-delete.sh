@@ -1,4 +1,4 @@
-# Undo vrrp-host.sh: the firewall unit, its rules and the sysctl drop-in (packages stay: shared; the live
+# Undo vrrp-host.sh: the firewall unit, its rules (the handoff chain too) and the sysctl drop-in (packages stay: shared; the live
 # ip_forward value stays until the next boot, as other services may rely on it by then).
 set -eu
 sudo -n systemctl disable pihalb-vrrp-firewall 2>/dev/null || true
@@ -7,3 +7,7 @@ sudo -n rm -f /etc/systemd/system/pihalb-vrrp-firewall.service /usr/local/sbin/p
 sudo -n systemctl daemon-reload
 while sudo -n iptables -D INPUT -i "$INTERFACE" -p vrrp -j ACCEPT 2>/dev/null; do :; done
 while sudo -n iptables -D INPUT -i "$INTERFACE" -d 224.0.0.0/8 -j ACCEPT 2>/dev/null; do :; done
+while sudo -n iptables -t mangle -D PREROUTING -i "$INTERFACE" -j "$HANDOFF_CHAIN" 2>/dev/null; do :; done
+if sudo -n iptables -t mangle -F "$HANDOFF_CHAIN" 2>/dev/null; then
+    sudo -n iptables -t mangle -X "$HANDOFF_CHAIN"
+fi
