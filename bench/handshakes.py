@@ -24,8 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.connections import one_after_another  # noqa: E402
-from bench.latency import haproxy_cpu_seconds  # noqa: E402
-from bench.runs import OUT, deployed  # noqa: E402
+from bench.runs import OUT, cpu_seconds, deployed  # noqa: E402
 from components import names  # noqa: E402
 from components.tls import MOZILLA_INTERMEDIATE  # noqa: E402
 from lab.lab import Lab  # noqa: E402
@@ -95,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pid = start(lab, host.name)
         for kind, tls, resume in runs:
-            before = sum(haproxy_cpu_seconds(lab, host.name, str(pid)))
+            before = sum(cpu_seconds(lab, host.name, str(pid)))
             measured = one_after_another(
                 str(host.address), PORTS[kind], args.rate, args.seconds, SERVER_NAME, tls, resume
             )
             measured["cpu_s_per_10k"] = round(
-                (sum(haproxy_cpu_seconds(lab, host.name, str(pid))) - before) * 10_000 / measured["requests"], 3
+                (sum(cpu_seconds(lab, host.name, str(pid))) - before) * 10_000 / measured["requests"], 3
             )
             result[f"{kind}{'-resumed' if resume else ''}"] = measured
     finally:

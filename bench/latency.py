@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.connections import one_after_another, percentiles  # noqa: E402
-from bench.runs import OUT, deployed  # noqa: E402
+from bench.runs import OUT, cpu_seconds, deployed  # noqa: E402
 from drills import https  # noqa: E402
 from drills.https import Site  # noqa: E402
 from drills.load import Load  # noqa: E402
@@ -33,13 +33,9 @@ from lab.lab import Lab  # noqa: E402
 from ops.probe import Https  # noqa: E402
 
 
-def haproxy_cpu_seconds(lab: Lab, host: str, pids: str = "$(pgrep -x haproxy)") -> tuple[float, float]:
-    """User and system CPU seconds so far of `pids` on `host` (default: every haproxy process). System time
-    includes the kernel's work on the packets HAProxy sends (veth, bridge, NAT run in the sender's context)."""
-    ticks_of = f"for p in {pids}; do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
-    *rows, hertz = lab.read(host, ticks_of)[1].strip().splitlines()
-    ticks = [(int(user), int(system)) for user, system in (row.split() for row in rows)]
-    return sum(u for u, _ in ticks) / int(hertz), sum(s for _, s in ticks) / int(hertz)
+def haproxy_cpu_seconds(lab: Lab, host: str) -> tuple[float, float]:
+    """User and system CPU seconds so far of every haproxy process on `host` (bench.runs.cpu_seconds)."""
+    return cpu_seconds(lab, host, "$(pgrep -x haproxy)")
 
 
 def spent(before: tuple[float, float], after: tuple[float, float], per_10k: float) -> dict[str, float]:

@@ -33,6 +33,16 @@ def deployed(profile: str) -> Lab:
     return lab
 
 
+def cpu_seconds(lab: Lab, host: str, pids: str) -> tuple[float, float]:
+    """User and system CPU seconds so far of `pids` (pids, or a shell expression giving them) on `host`, from
+    /proc in clock ticks. System time includes the kernel's work on the packets a process sends (veth,
+    bridge, NAT run in the sender's context)."""
+    ticks_of = f"for p in {pids}; do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
+    *rows, hertz = lab.read(host, ticks_of)[1].strip().splitlines()
+    ticks = [(int(user), int(system)) for user, system in (row.split() for row in rows)]
+    return sum(u for u, _ in ticks) / int(hertz), sum(s for _, s in ticks) / int(hertz)
+
+
 @dataclass
 class Run:
     """One scenario run: the load's recording, when the fault and the restore happened, what was noted."""

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.runs import OUT, quiet  # noqa: E402
+from bench.runs import OUT, cpu_seconds, quiet  # noqa: E402
 from bench.takeover import bridge, journal_times  # noqa: E402
 from drills import faults, stack  # noqa: E402
 from drills.load import Load  # noqa: E402
@@ -46,10 +46,8 @@ def stop_stress(lab: Lab) -> None:
 
 
 def keepalived_cpu_s(lab: Lab, name: str) -> float:
-    """User + system CPU seconds of every keepalived process on `name` so far (/proc, clock ticks)."""
-    script = "for p in $(pgrep keepalived); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK"
-    *rows, ticks = lab.read(name, script)[1].split()
-    return sum(int(x) for x in rows) / int(ticks)
+    """User + system CPU seconds of every keepalived process on `name` so far (bench.runs.cpu_seconds)."""
+    return sum(cpu_seconds(lab, name, "$(pgrep keepalived)"))
 
 
 def vrrp_packets(lab: Lab, seconds: float) -> int:
