@@ -76,21 +76,24 @@ dropin="# Installed by pi-ha-lb (keepalived.sh): a crashed keepalived comes back
 Restart=on-failure
 RestartSec=1
 ExecStartPost=-$REALTIME \$MAINPID"
+changed_before=$changed
+changed=no
 install_if_different "$dropin" 0644 "$DROPIN"
-dropin_changed=$installed
 old_dropin=/etc/systemd/system/keepalived.service.d/pihalb-restart.conf  # its name until 2026-12
 if [ -e "$old_dropin" ]; then
     sudo -n rm -f "$old_dropin"
-    dropin_changed=yes
     changed=yes
 fi
-if [ "$dropin_changed" = yes ]; then
+if [ "$changed" = yes ]; then
     sudo -n systemctl daemon-reload
     echo "keepalived drop-in installed"
     main=$(systemctl show --property MainPID --value keepalived)
     if [ "$main" != 0 ]; then
         sudo -n "$REALTIME" "$main"  # the running keepalived too, without a restart (which would drop the VIP)
     fi
+fi
+if [ "$changed_before" = yes ]; then
+    changed=yes
 fi
 
 holds_vip() { ip -4 -o addr show dev "$INTERFACE" | grep -q " $VIP/"; }

@@ -4,14 +4,11 @@ set -eu
 changed=no
 
 # install_if_different CONTENT MODE DESTINATION: a root-owned file, written only when its content differs.
-# $installed says whether this call wrote it, for a caller that acts on that one file.
 install_if_different() {
-    installed=no
     staged=$(mktemp)
     printf '%s\n' "$1" >"$staged"
     if ! sudo -n cmp -s "$staged" "$3"; then
         sudo -n install -D -m "$2" -o root -g root "$staged" "$3"
-        installed=yes
         changed=yes
     fi
     rm -f "$staged"
