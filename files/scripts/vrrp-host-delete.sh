@@ -1,5 +1,5 @@
-# Undo vrrp-host.sh: the firewall unit, its rules (the handoff chain too) and the sysctl drop-in (packages stay: shared; the live
-# ip_forward value stays until the next boot, as other services may rely on it by then).
+# Undo vrrp-host.sh: the firewall unit, its rules (the handoff chain too) and the sysctl drop-in (packages
+# stay: shared; the live ip_forward value stays until the next boot, as other services may rely on it by then).
 set -eu
 sudo -n systemctl disable pihalb-vrrp-firewall 2>/dev/null || true
 sudo -n rm -f /etc/systemd/system/pihalb-vrrp-firewall.service /usr/local/sbin/pihalb-vrrp-firewall \

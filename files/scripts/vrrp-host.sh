@@ -1,13 +1,14 @@
 # What VRRP needs on a balancer host, kept across reboots: IP forwarding via a sysctl.d drop-in, and
 # iptables rules accepting VRRP (protocol 112) and multicast, re-applied at boot by a systemd unit.
 # Rules are added only when absent, so a second run changes nothing.
-# Also the connection handoff (mangle chain $HANDOFF_CHAIN): when the VIP moves while connections are open (a
-# planned handover, the MASTER taking it back), the new holder receives their next packets, knows nothing of
-# them and would reset them. Instead, while the peer is alive (a VRRP packet from it within the last
-# $PEER_ALIVE_S s: xt_recent list $PEER_LIST, one entry, as --mask 0.0.0.0 folds every address), a packet to the VIP that is not a SYN and is new to conntrack
-# is copied to the peer (TEE; the copy's TTL is lowered, so a packet nobody knows dies out) and dropped here.
-# The peer's conntrack still maps the connection to its HAProxy, which answers the client itself. A silent
-# peer (powered off) gets nothing: those packets are reset here as before, so clients fail fast.
+# Also the connection handoff (mangle chain $HANDOFF_CHAIN): when the VIP moves while connections are open
+# (a planned handover, the MASTER taking it back), the new holder receives their next packets, knows nothing
+# of them and would reset them. Instead, while the peer is alive (a VRRP packet from it within the last
+# $PEER_ALIVE_S s: xt_recent list $PEER_LIST, one entry, as --mask 0.0.0.0 folds every address), a packet
+# to the VIP that is not a SYN and is new to conntrack is copied to the peer (TEE; the copy's TTL is
+# lowered, so a packet nobody knows dies out) and dropped here. The peer's conntrack still maps the
+# connection to its HAProxy, which answers the client itself. A silent peer (powered off) gets nothing:
+# those packets are reset here as before, so clients fail fast.
 set -eu
 
 install_if_different "net.ipv4.ip_forward = 1" 0644 /etc/sysctl.d/60-pihalb-vrrp.conf
